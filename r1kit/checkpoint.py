@@ -1,0 +1,139 @@
+"""Atomic checkpoints and exact resume.
+
+``checkpoints/step-N/`` holds an HF-loadable model (or LoRA adapter) with its tokenizer, and
+``trainer_state.pt``: optimizer, scheduler, RNG states (python, numpy, torch, cuda), the data
+cursor and the step. It is written as ``.tmp-step-N`` and renamed, so a killed process leaves
+either a complete checkpoint or none; only the last ``keep_last`` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1][1] if ckpts else None
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    policy,
+    tokenizer,
+    optimizer,
+    scheduler,
+    data_state: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step}"
+    tmp = root / f".tmp-step-{step}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "data": data_state,
+    }
+    torch.save(state, tmp / STATE_FILE)
+    _fsync_dir(tmp)
+    if final.exists():  # re-saving the same step after a resume: replace it whole
+        old = root / f".old-step-{step}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, final)
+    _fsync_dir(root)
+    for _, path in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(path)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_trainer_state(ckpt: str | Path) -> dict[str, Any]:
+    return torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def load_policy_weights(policy, ckpt: str | Path) -> None:
+    """Load a checkpoint's weights into an already-built policy (full model or LoRA adapter)."""
+    from safetensors.torch import load_file
+
+    ckpt = Path(ckpt)
+    adapter = ckpt / "adapter_model.safetensors"
+    if adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, load_file(adapter))
+        return
+    files = sorted(ckpt.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no model weights (*.safetensors) in checkpoint {ckpt}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(f))
+    missing, unexpected = policy.load_state_dict(state, strict=False)
+    # tied embeddings are saved once; anything else missing means a wrong checkpoint
+    missing = [k for k in missing if k not in policy._tied_weights_keys_set()] if hasattr(
+        policy, "_tied_weights_keys_set"
+    ) else [k for k in missing if "lm_head" not in k]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {ckpt} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if getattr(policy.config, "tie_word_embeddings", False):
+        policy.tie_weights()

@@ -1,0 +1,75 @@
+"""``r1kit <stage> ...``: parse, dispatch, report errors in one line. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="r1kit", description="R1-style reasoning RL post-training.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grpo", help="train with GRPO (R1-Zero style)")
+    g.add_argument("config", nargs="?", help="YAML config (see configs/)")
+    g.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+
+    pl = sub.add_parser("plot", help="draw RUN_DIR/curves.png from metrics.jsonl")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png)")
+
+    f = sub.add_parser("fetch-model", help="download and convert a builtin model into the cache")
+    f.add_argument("name", nargs="?", default="smollm2-135m-instruct")
+    return p
+
+
+def _grpo(args: argparse.Namespace) -> int:
+    from r1kit.config import load_config
+    from r1kit.grpo.train import resume_config, summarize, train
+
+    if args.resume:
+        # with --resume, positional words are all overrides
+        overrides = ([args.config] if args.config else []) + args.overrides
+        cfg = resume_config(args.resume, overrides)
+        run_dir = train(cfg, resume=True)
+    else:
+        if not args.config:
+            raise SystemExit("r1kit grpo: give a CONFIG file or --resume RUN_DIR")
+        cfg = load_config(args.config, args.overrides)
+        run_dir = train(cfg)
+    print(f"[r1kit] run directory: {run_dir}")
+    print(f"[r1kit] {summarize(run_dir)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from r1kit.config import ConfigError
+    from r1kit.data import DataError
+    from r1kit.grpo.train import TrainingError
+    from r1kit.models import ModelError
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "grpo":
+            return _grpo(args)
+        if args.command == "plot":
+            from r1kit.logging import plot_run
+
+            print(plot_run(args.run_dir, args.out))
+            return 0
+        if args.command == "fetch-model":
+            from r1kit.models import BUILTIN_MODELS, ensure_builtin
+
+            if args.name not in BUILTIN_MODELS:
+                raise ModelError(f"unknown builtin model {args.name!r} (available: {', '.join(BUILTIN_MODELS)})")
+            print(ensure_builtin(args.name))
+            return 0
+    except (ConfigError, ModelError, DataError, TrainingError, FileNotFoundError) as e:
+        print(f"r1kit: error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

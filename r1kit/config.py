@@ -1,0 +1,355 @@
+"""Configuration: one dataclass per section, loaded from YAML, overridden with ``section.key=value``.
+
+Every key is validated before any work starts; an unknown key is reported with the closest valid one.
+The resolved config is written to ``<output_dir>/config.yaml`` so a run directory records itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class ModelConfig:
+    # A builtin name (see r1kit.models.BUILTIN_MODELS), a local HF directory, or a hub id.
+    name_or_path: str = "smollm2-135m-instruct"
+    # "auto": float32 on CPU (no bf16 units on most CPUs), bfloat16 on GPU.
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class ArithmeticConfig:
+    min_value: int = 0
+    max_value: int = 9
+    num_operands: int = 2
+    ops: str = "+-"
+
+
+@dataclass
+class CountdownConfig:
+    num_numbers: int = 3
+    min_number: int = 1
+    max_number: int = 20
+    ops: str = "+-*/"
+
+
+@dataclass
+class DatasetConfig:
+    # Local .jsonl/.json/.parquet/.csv file or directory, or a hub id (needs network).
+    path: str | None = None
+    # "gsm8k": answer ends with "#### N";  "math": solution holds \boxed{...}.
+    format: str = "gsm8k"
+    split: str = "train"
+    # Column mapping: which column holds the question and which the reference answer/solution.
+    question_column: str | None = None
+    answer_column: str | None = None
+    # Hub dataset config name, if any.
+    name: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class DataConfig:
+    # "arithmetic" | "countdown" | "dataset"
+    source: str = "arithmetic"
+    # "r1zero": the plain-text R1-Zero base-model template; "chat": the tokenizer's chat template.
+    template: str = "chat"
+    # Text appended to the prompt that the model continues from; rewards judge prefill + completion.
+    prefill: str = "<think>"
+    system_prompt: str | None = None
+    arithmetic: ArithmeticConfig = field(default_factory=ArithmeticConfig)
+    countdown: CountdownConfig = field(default_factory=CountdownConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "hf"
+    group_size: int = 8
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    # Sequences per generate() call; 0 = all prompts x group at once.
+    batch_size: int = 0
+
+
+@dataclass
+class GRPOConfig:
+    # One of r1kit.grpo.loss.LOSS_TYPES: "grpo", "bnpo", "dapo", "dr_grpo".
+    loss_type: str = "grpo"
+    # Advantage scale: "group" (GRPO), "batch", "none" (Dr. GRPO).
+    scale: str = "group"
+    epsilon_low: float = 0.2
+    epsilon_high: float | None = None
+    beta: float = 0.0
+    # mu: optimisation passes over each generated batch.
+    num_iterations: int = 1
+    mask_truncated: bool = False
+    # DAPO dynamic sampling: drop groups with all-equal rewards and refill.
+    dynamic_sampling: bool = False
+    max_resample_rounds: int = 2
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100
+    # Prompts per step; each gets rollout.group_size completions.
+    prompts_per_step: int = 4
+    # Sequences per forward/backward; gradients accumulate over the batch.
+    micro_batch_size: int = 8
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    # "constant" | "linear" | "cosine", each after warmup_steps of linear warmup.
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    save_every: int = 0
+    keep_last: int = 2
+    samples_every: int = 1
+    tensorboard: bool = False
+    # Tokens per chunk when computing log-probs (bounds the [chunk, V] float32 buffer).
+    logit_chunk: int = 1024
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/grpo"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    # Reward name -> weight; the total reward is the weighted sum (c1*r1 + c2*r2 + ...).
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.2})
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_CHOICES = {
+    "model.dtype": {"auto", "float32", "bfloat16", "float16"},
+    "data.source": {"arithmetic", "countdown", "dataset"},
+    "data.template": {"r1zero", "chat"},
+    "data.dataset.format": {"gsm8k", "math"},
+    "rollout.backend": {"hf"},
+    "grpo.loss_type": {"grpo", "bnpo", "dapo", "dr_grpo"},
+    "grpo.scale": {"group", "batch", "none"},
+    "train.lr_schedule": {"constant", "linear", "cosine"},
+}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.4)
+    return f" (did you mean '{near[0]}'?)" if near else f" (valid keys: {', '.join(sorted(valid))})"
+
+
+def _check_type(path: str, value: Any, tp: Any) -> Any:
+    """Coerce/validate a leaf value against its annotation; returns the value to store."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(path, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {str(k): _check_type(f"{path}.{k}", v, vt) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (et,) = typing.get_args(tp)
+        return [_check_type(path, v, et) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_closest(key, names)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_type(f"{prefix}{key}", value, tp)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["train.max_steps=5", "seed=1"]`` -> nested dict; values parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override '{item}' has no key")
+        _set_dotted(tree, key, yaml.safe_load(raw) if raw.strip() else "")
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "rewards":
+            out[k] = _merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}  # rewards: override one weight, keep the others
+        else:
+            out[k] = v
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks; raises ConfigError naming the key."""
+    tree = to_dict(cfg)
+    for dotted, allowed in _CHOICES.items():
+        node: Any = tree
+        for p in dotted.split("."):
+            node = node[p]
+        if node not in allowed:
+            raise ConfigError(f"{dotted}: '{node}' is not one of {sorted(allowed)}")
+    positive = {
+        "rollout.group_size": cfg.rollout.group_size,
+        "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
+        "train.prompts_per_step": cfg.train.prompts_per_step,
+        "train.micro_batch_size": cfg.train.micro_batch_size,
+        "grpo.num_iterations": cfg.grpo.num_iterations,
+        "train.logit_chunk": cfg.train.logit_chunk,
+        "train.keep_last": cfg.train.keep_last,
+    }
+    for k, v in positive.items():
+        if v < 1:
+            raise ConfigError(f"{k}: must be >= 1, got {v}")
+    nonneg = {
+        "train.max_steps": cfg.train.max_steps,
+        "train.save_every": cfg.train.save_every,
+        "train.warmup_steps": cfg.train.warmup_steps,
+        "grpo.beta": cfg.grpo.beta,
+        "grpo.epsilon_low": cfg.grpo.epsilon_low,
+        "rollout.temperature": cfg.rollout.temperature,
+        "rollout.top_k": cfg.rollout.top_k,
+        "rollout.batch_size": cfg.rollout.batch_size,
+        "grpo.max_resample_rounds": cfg.grpo.max_resample_rounds,
+        "train.samples_every": cfg.train.samples_every,
+    }
+    for k, v in nonneg.items():
+        if v < 0:
+            raise ConfigError(f"{k}: must be >= 0, got {v}")
+    if cfg.rollout.group_size < 2:
+        raise ConfigError("rollout.group_size: GRPO needs at least 2 completions per prompt")
+    if not 0 < cfg.rollout.top_p <= 1:
+        raise ConfigError(f"rollout.top_p: must be in (0, 1], got {cfg.rollout.top_p}")
+    if cfg.train.lr <= 0:
+        raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr}")
+    if not cfg.rewards:
+        raise ConfigError("rewards: at least one reward with a weight is needed")
+    from r1kit.rewards import REWARDS, resolve_reward
+
+    for name in cfg.rewards:
+        try:
+            resolve_reward(name)
+        except KeyError:
+            raise ConfigError(
+                f"rewards.{name}: unknown reward{_closest(name, sorted(REWARDS))}"
+            ) from None
+    if cfg.data.source == "dataset" and not cfg.data.dataset.path:
+        raise ConfigError("data.dataset.path: required when data.source is 'dataset'")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """YAML file (optional) + dotted overrides -> validated Config."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    tree = _merge(tree, parse_overrides(overrides or []))
+    return validate(_build(Config, tree, ""))
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    return validate(_build(Config, tree, ""))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

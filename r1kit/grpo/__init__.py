@@ -1,0 +1,1 @@
+"""GRPO: group-relative advantages, the clipped policy loss, the learner and the training loop."""

@@ -1,0 +1,194 @@
+"""The learner: per-token log-probs, micro-batched gradient accumulation, AdamW, LR schedule.
+
+Shapes: B rows (completions), P prompt width, C completion width, V vocab.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from r1kit.config import GRPOConfig, TrainConfig
+from r1kit.grpo.loss import micro_batch_weight, policy_loss
+from r1kit.models import reference_context
+from r1kit.types import Batch, Group
+
+
+def selective_log_softmax(logits_BCV: torch.Tensor, index_BC: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """log softmax(logits)[index] in float32, ``chunk`` rows at a time.
+
+    Only a [chunk, V] float32 buffer exists at once: logp = logit[index] - logsumexp(logits).
+    """
+    flat_NV = logits_BCV.reshape(-1, logits_BCV.shape[-1])
+    flat_idx = index_BC.reshape(-1)
+    out = []
+    for lo in range(0, flat_NV.shape[0], chunk):
+        rows = flat_NV[lo : lo + chunk].float()
+        picked = rows.gather(-1, flat_idx[lo : lo + chunk, None]).squeeze(-1)
+        out.append(picked - torch.logsumexp(rows, dim=-1))
+    return torch.cat(out).view(index_BC.shape)
+
+
+@torch.no_grad()
+def entropy_sum(logits_BCV: torch.Tensor, mask_BC: torch.Tensor, chunk: int = 1024) -> float:
+    """Sum over masked tokens of the entropy of the next-token distribution (no graph kept)."""
+    flat_NV = logits_BCV.detach().reshape(-1, logits_BCV.shape[-1])
+    flat_m = mask_BC.reshape(-1)
+    total = 0.0
+    for lo in range(0, flat_NV.shape[0], chunk):
+        m = flat_m[lo : lo + chunk]
+        if not m.any():
+            continue
+        logp = torch.log_softmax(flat_NV[lo : lo + chunk][m.bool()].float(), dim=-1)
+        total += float(-(logp.exp() * logp).sum())
+    return total
+
+
+def completion_logits(model, batch: Batch) -> torch.Tensor:
+    """Logits [B, C, V] predicting each completion token (only the last C+1 positions are projected)."""
+    input_ids = torch.cat([batch.prompt_ids_BP, batch.completion_ids_BC], dim=1)
+    C = batch.completion_ids_BC.shape[1]
+    attn = torch.cat([batch.prompt_mask_BP, torch.ones_like(batch.completion_ids_BC)], dim=1)
+    # positions count real tokens, as during generation with left padding
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=C + 1)
+    return out.logits[:, :-1]
+
+
+def token_logprobs(model, batch: Batch, chunk: int = 1024) -> torch.Tensor:
+    return selective_log_softmax(completion_logits(model, batch), batch.completion_ids_BC, chunk)
+
+
+def make_batch(groups: list[Group], adv_B: torch.Tensor, pad_id: int, mask_truncated: bool = False) -> Batch:
+    """Groups + advantages -> left-padded prompts, right-padded completions (one row per completion)."""
+    rows = [(g.prompt_ids, ids, trunc) for g in groups for ids, trunc in zip(g.completion_ids, g.truncated)]
+    B = len(rows)
+    P = max(len(p) for p, _, _ in rows)
+    C = max(1, max(len(c) for _, c, _ in rows))
+    prompt_ids = torch.full((B, P), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((B, P), dtype=torch.long)
+    comp_ids = torch.full((B, C), pad_id, dtype=torch.long)
+    lengths = torch.zeros(B, dtype=torch.long)
+    keep = torch.ones(B, dtype=torch.bool)
+    for i, (p, c, trunc) in enumerate(rows):
+        prompt_ids[i, P - len(p) :] = torch.tensor(p)
+        prompt_mask[i, P - len(p) :] = 1
+        comp_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        lengths[i] = len(c)
+        keep[i] = not (mask_truncated and trunc)
+    mask = (torch.arange(C)[None, :] < lengths[:, None]) & keep[:, None]
+    return Batch(prompt_ids, prompt_mask, comp_ids, lengths, mask.long(), adv_B.float())
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    """Multiplier on the base LR at optimizer step s: linear warmup, then constant/linear/cosine to 0."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+class Learner:
+    """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates."""
+
+    def __init__(self, policy, ref, grpo: GRPOConfig, train: TrainConfig, max_completion_length: int):
+        self.policy, self.ref, self.grpo, self.train_cfg = policy, ref, grpo, train
+        self.max_completion_length = max_completion_length  # the Dr. GRPO normaliser
+        params = [p for p in policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
+        )
+        total = max(1, train.max_steps * grpo.num_iterations)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(train.lr_schedule, train.warmup_steps, total)
+        )
+        self.device = next(policy.parameters()).device
+
+    def _micro_batches(self, batch: Batch) -> list[torch.Tensor]:
+        # Rows of similar length share a micro-batch so little padding is computed.
+        order = torch.argsort(batch.completion_lengths_B + batch.prompt_mask_BP.sum(-1), stable=True)
+        mb = self.train_cfg.micro_batch_size
+        return [order[i : i + mb] for i in range(0, len(batch), mb)]
+
+    @torch.no_grad()
+    def _fill_logprobs(self, batch: Batch) -> None:
+        """old log-probs (only when mu > 1) and reference log-probs (only when beta > 0), once per batch."""
+        need_old = self.grpo.num_iterations > 1
+        need_ref = self.grpo.beta != 0.0
+        if not (need_old or need_ref):
+            return
+        C = batch.completion_ids_BC.shape[1]
+        old = torch.zeros(batch.completion_ids_BC.shape) if need_old else None
+        ref = torch.zeros(batch.completion_ids_BC.shape) if need_ref else None
+        was_training = self.policy.training
+        self.policy.eval()  # no dropout: old log-probs must match the sampling policy
+        for idx in self._micro_batches(batch):
+            mb = self._to_device(batch.select(idx))
+            w = mb.completion_ids_BC.shape[1]
+            if need_old:
+                old[idx, :w] = token_logprobs(self.policy, mb, self.train_cfg.logit_chunk).float().cpu()
+            if need_ref:
+                with reference_context(self.policy, self.ref) as ref_model:
+                    ref[idx, :w] = token_logprobs(ref_model, mb, self.train_cfg.logit_chunk).float().cpu()
+        self.policy.train(was_training)
+        batch.old_logp_BC = old[:, :C] if need_old else None
+        batch.ref_logp_BC = ref[:, :C] if need_ref else None
+
+    def _to_device(self, b: Batch) -> Batch:
+        def mv(t):
+            return None if t is None else t.to(self.device)
+
+        return Batch(*(mv(getattr(b, f)) for f in b.__dataclass_fields__))
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """mu optimizer steps on one generated batch; returns averaged metrics."""
+        g, cfg = self.grpo, self.train_cfg
+        self._fill_logprobs(batch)
+        self.policy.train()
+        mask_full = batch.completion_mask_BC
+        sums: dict[str, float] = {}
+        n_tokens = float(mask_full.sum())
+        for _ in range(g.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_total, ent_total = 0.0, 0.0
+            for idx in self._micro_batches(batch):
+                mb = self._to_device(batch.select(idx))
+                logits = completion_logits(self.policy, mb)
+                logp = selective_log_softmax(logits, mb.completion_ids_BC, cfg.logit_chunk)
+                ent_total += entropy_sum(logits, mb.completion_mask_BC, cfg.logit_chunk)
+                del logits
+                old = logp.detach() if mb.old_logp_BC is None else mb.old_logp_BC
+                loss, m = policy_loss(
+                    logp, old, mb.adv_B, mb.completion_mask_BC, mb.ref_logp_BC,
+                    loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
+                    beta=g.beta, max_completion_length=self.max_completion_length,
+                )
+                w = micro_batch_weight(g.loss_type, mb.completion_mask_BC, mask_full)
+                (loss * w).backward()
+                loss_total += float(loss.detach()) * w
+                tok_share = float(mb.completion_mask_BC.sum()) / max(1.0, n_tokens)
+                for k, v in m.items():  # token-weighted means over micro-batches
+                    sums[k] = sums.get(k, 0.0) + v * tok_share / g.num_iterations
+            if not math.isfinite(loss_total):
+                raise FloatingPointError(f"non-finite loss {loss_total}")
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(f"non-finite gradient norm {float(grad_norm)}")
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            sums["loss"] = sums.get("loss", 0.0) + loss_total / g.num_iterations
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) / g.num_iterations
+            sums["entropy"] = sums.get("entropy", 0.0) + ent_total / max(1.0, n_tokens) / g.num_iterations
+            sums["lr"] = lr
+        return sums

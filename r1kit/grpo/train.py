@@ -1,0 +1,300 @@
+"""The GRPO training loop: each arrow of the algorithm box is one call.
+
+    prompts -> rollout.generate -> rewards.score -> group_advantages -> make_batch -> learner.step
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from r1kit.checkpoint import (
+    latest_checkpoint,
+    load_policy_weights,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from r1kit.config import Config, load_config, save_config
+from r1kit.data import build_source
+from r1kit.grpo.advantages import group_advantages, zero_variance_groups
+from r1kit.grpo.learner import Learner, make_batch
+from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
+from r1kit.models import default_device, load_model
+from r1kit.rewards import score
+from r1kit.rewards.format import is_well_formed
+from r1kit.rollout import build_rollout
+from r1kit.types import Group
+
+STATE_FILE = "run_state.json"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class StepResult:
+    groups: list[Group]
+    rewards: torch.Tensor  # [B*G] total
+    per_reward: dict[str, list[float]]
+    errors: dict[str, int]
+    zero_var_frac: float
+    resample_rounds: int
+    dropped_groups: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _write_state(run_dir: Path, **fields: Any) -> None:
+    path = run_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fields, indent=1))
+    tmp.replace(path)
+
+
+def _score_groups(groups: list[Group], weights: dict[str, float]):
+    prompts = [g.sample.prompt for g in groups for _ in g.completions]
+    responses = [r for g in groups for r in g.responses]
+    keys = sorted({k for g in groups for k in g.sample.columns})
+    columns = {k: [g.sample.columns.get(k) for g in groups for _ in g.completions] for k in keys}
+    return score(prompts, responses, columns, weights)
+
+
+def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
+    """Generate G completions per prompt and score them; with dynamic sampling, groups whose
+    rewards are all equal are dropped and refilled from new prompts (bounded rounds)."""
+    G = cfg.rollout.group_size
+    want = cfg.train.prompts_per_step
+    groups = rollout.generate(source.next_batch(want))
+    scores = _score_groups(groups, cfg.rewards)
+    rewards = torch.tensor(scores.total, dtype=torch.float32)
+    zero_var = zero_variance_groups(rewards, G)
+    zero_var_frac = float(zero_var.float().mean())
+    rounds = dropped = 0
+    if cfg.grpo.dynamic_sampling:
+        kept, kept_rewards, kept_cols, kept_err = [], [], {k: [] for k in scores.per_reward}, dict(scores.errors)
+
+        def keep(gs, sc, zv):
+            nonlocal dropped
+            for i, g in enumerate(gs):
+                if zv[i]:
+                    dropped += 1
+                    continue
+                if len(kept) < want:
+                    kept.append(g)
+                    kept_rewards.extend(sc.total[i * G : (i + 1) * G])
+                    for k, v in sc.per_reward.items():
+                        kept_cols[k].extend(v[i * G : (i + 1) * G])
+
+        keep(groups, scores, zero_var.tolist())
+        while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
+            rounds += 1
+            more = rollout.generate(source.next_batch(want - len(kept)))
+            sc = _score_groups(more, cfg.rewards)
+            for k, v in sc.errors.items():
+                kept_err[k] = kept_err.get(k, 0) + v
+            keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())
+        if kept:  # else every group was flat: train on them (zero advantage, only KL acts)
+            groups = kept
+            rewards = torch.tensor(kept_rewards, dtype=torch.float32)
+            scores.per_reward = kept_cols
+            scores.errors = kept_err
+    return StepResult(groups, rewards, scores.per_reward, scores.errors, zero_var_frac, rounds, dropped)
+
+
+def _step_metrics(step: int, res: StepResult, stats: dict[str, float], times: dict[str, float]) -> dict[str, Any]:
+    lengths = [len(c) for g in res.groups for c in g.completion_ids]
+    truncated = [t for g in res.groups for t in g.truncated]
+    responses = [r for g in res.groups for r in g.responses]
+    row: dict[str, Any] = {
+        "step": step,
+        "reward/mean": float(res.rewards.mean()),
+        "reward/std": float(res.rewards.std(unbiased=False)),
+    }
+    for name, vals in res.per_reward.items():
+        t = torch.tensor(vals, dtype=torch.float32)
+        row[f"rewards/{name}/mean"] = float(t.mean())
+        row[f"rewards/{name}/std"] = float(t.std(unbiased=False))
+    if "accuracy" in res.per_reward:
+        row["accuracy"] = row["rewards/accuracy/mean"]
+    row["format_rate"] = sum(map(is_well_formed, responses)) / len(responses)
+    row["completion_length/mean"] = sum(lengths) / len(lengths)
+    row["completion_length/max"] = max(lengths)
+    row["truncated_frac"] = sum(truncated) / len(truncated)
+    row["zero_variance_frac"] = res.zero_var_frac
+    row["reward/errors"] = sum(res.errors.values())
+    row["dynamic_sampling/rounds"] = res.resample_rounds
+    row["dynamic_sampling/dropped_groups"] = res.dropped_groups
+    row.update(stats)
+    row["tokens_generated"] = sum(lengths)
+    for k, v in times.items():
+        row[f"time/{k}"] = v
+    return row
+
+
+def _sample_rows(step: int, res: StepResult, adv: torch.Tensor) -> list[dict[str, Any]]:
+    rows, i = [], 0
+    for g in res.groups:
+        for j, resp in enumerate(g.responses):
+            rows.append(
+                {
+                    "step": step,
+                    "prompt": g.sample.prompt,
+                    "completion": resp,
+                    "reward": float(res.rewards[i]),
+                    **{f"reward/{k}": v[i] for k, v in res.per_reward.items()},
+                    "advantage": float(adv[i]),
+                    "truncated": g.truncated[j],
+                }
+            )
+            i += 1
+    return rows
+
+
+def _prepare_run_dir(cfg: Config, resume_from: Path | None) -> tuple[Path, int, dict | None]:
+    run_dir = Path(cfg.output_dir)
+    if resume_from is None:
+        if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
+            raise TrainingError(
+                f"output_dir {run_dir} already holds a run; resume it with `r1kit grpo --resume {run_dir}` "
+                "or choose another output_dir"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        return run_dir, 0, None
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise TrainingError(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+    state = load_trainer_state(ckpt)
+    state["path"] = ckpt
+    start = int(state["step"])
+    for name in ("metrics.jsonl", "samples.jsonl"):  # rows after the checkpoint are re-created
+        if (run_dir / name).exists():
+            truncate_jsonl(run_dir / name, start)
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir, start, state
+
+
+def train(cfg: Config, resume: bool = False) -> Path:
+    """Run GRPO as configured; returns the run directory."""
+    device = default_device()
+    seed_everything(cfg.seed)
+    # Everything that can fail on bad input happens before the run directory is touched.
+    policy, ref, tokenizer = load_model(cfg.model, device, need_ref=cfg.grpo.beta != 0.0)
+    source = build_source(cfg.data, tokenizer, cfg.seed)
+    rollout = build_rollout(cfg.rollout, policy, tokenizer)
+    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens)
+
+    run_dir, start, state = _prepare_run_dir(cfg, Path(cfg.output_dir) if resume else None)
+    if state is not None:
+        load_policy_weights(policy, state["path"])
+        learner.optimizer.load_state_dict(state["optimizer"])
+        learner.scheduler.load_state_dict(state["scheduler"])
+        source.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+    last_ckpt = str(state["path"]) if state else None
+    _write_state(run_dir, status="running", step=start, last_checkpoint=last_ckpt)
+    logger = RunLogger(run_dir, cfg.train.tensorboard)
+
+    bar = None
+    if cfg.train.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
+    step = start
+    try:
+        for step in range(start + 1, cfg.train.max_steps + 1):
+            t0 = time.perf_counter()
+            res = rollout_and_score(cfg, source, rollout)
+            t1 = time.perf_counter()
+            adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
+            batch = make_batch(res.groups, adv, tokenizer.pad_token_id, cfg.grpo.mask_truncated)
+            t2 = time.perf_counter()
+            try:
+                stats = learner.step(batch)
+            except FloatingPointError as e:
+                raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
+            rollout.sync_weights(policy)
+            t3 = time.perf_counter()
+            times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t3 - t0}
+            row = _step_metrics(step, res, stats, times)
+            logger.log_metrics(row)
+            if cfg.train.samples_every and step % cfg.train.samples_every == 0:
+                logger.log_samples(_sample_rows(step, res, adv))
+            if cfg.train.save_every and step % cfg.train.save_every == 0:
+                last_ckpt = str(
+                    save_checkpoint(
+                        run_dir, step, policy, tokenizer, learner.optimizer, learner.scheduler,
+                        source.state_dict(), cfg.train.keep_last,
+                    )
+                )
+            _write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
+            if bar is not None:
+                bar.set_postfix(
+                    reward=f"{row['reward/mean']:.3f}",
+                    acc=f"{row.get('accuracy', float('nan')):.2f}",
+                    s_step=f"{times['step']:.1f}",
+                )
+                bar.update(1)
+    except BaseException as e:
+        _write_state(run_dir, status="failed", step=step - 1, last_checkpoint=last_ckpt, error=str(e)[:2000])
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    if read_jsonl(run_dir / "metrics.jsonl"):
+        plot_run(run_dir)
+    final = run_dir / "final"
+    tmp = run_dir / ".tmp-final"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    _write_state(run_dir, status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
+    return run_dir
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise TrainingError(f"cannot resume {run_dir}: no config.yaml there (is it an r1kit run directory?)")
+    cfg = load_config(path, overrides)
+    cfg.output_dir = str(run_dir)
+    return cfg
+
+
+def summarize(run_dir: str | Path) -> str:
+    rows = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    if not rows:
+        return "no metrics"
+    k = max(1, math.ceil(len(rows) / 10))
+    first = sum(r["reward/mean"] for r in rows[:k]) / k
+    last = sum(r["reward/mean"] for r in rows[-k:]) / k
+    secs = sum(r.get("time/step", 0.0) for r in rows)
+    return (
+        f"{len(rows)} steps in {secs / 60:.1f} min; mean reward first {k} steps {first:.3f} -> "
+        f"last {k} steps {last:.3f} (change {last - first:+.3f})"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m r1kit.grpo.train CONFIG [k=v ...]`
+    train(load_config(sys.argv[1], sys.argv[2:]))

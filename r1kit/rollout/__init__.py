@@ -1,0 +1,30 @@
+"""Rollout backends turn prompts into groups of completions.
+
+A backend implements :class:`RolloutBackend`; the training loop only calls ``generate`` and
+``sync_weights``, so a vLLM backend drops in without touching rewards or the learner.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from r1kit.config import RolloutConfig
+from r1kit.types import Group, Sample
+
+
+class RolloutBackend(Protocol):
+    def generate(self, samples: list[Sample]) -> list[Group]:
+        """G = rollout.group_size completions for each sample, in order."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Make the generator use the learner's current weights (no-op when they are shared)."""
+        ...
+
+
+def build_rollout(cfg: RolloutConfig, model, tokenizer) -> RolloutBackend:
+    if cfg.backend == "hf":
+        from r1kit.rollout.hf import HFRollout
+
+        return HFRollout(model, tokenizer, cfg)
+    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: 'hf')")

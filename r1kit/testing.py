@@ -1,0 +1,87 @@
+"""Tiny random models and tokenizers for fast tests and examples (no hub, no download).
+
+``tiny_tokenizer()`` is a byte-level BPE trained in-process on a few sentences, with a ChatML chat
+template and the special tokens SmolLM2/Qwen use; ``tiny_model(...)`` is a random Llama or Qwen2 of
+a few thousand parameters. Saved together they form an ordinary ``from_pretrained`` directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_CORPUS = [
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it.",
+    "<think> 3 + 4 = 7 </think> <answer> 7 </answer>",
+    "What is 12 + 30? Using the numbers [3, 5, 7], create an equation that equals 15.",
+    "0123456789 +-*/=()[]{}.,:;!? \\boxed{\\frac{1}{2}} #### 72",
+]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def tiny_model(tokenizer, arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2):
+    """A random causal LM sized for unit tests (fp32)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
+    cfg = cls(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def save_tiny(path: str | Path, arch: str = "llama", seed: int = 0) -> Path:
+    """Write a tiny random model + tokenizer as an HF ``from_pretrained`` directory."""
+    path = Path(path)
+    tok = tiny_tokenizer()
+    model = tiny_model(tok, arch=arch, seed=seed)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from r1kit.config import RolloutConfig
+from r1kit.rollout import build_rollout
+from r1kit.rollout.hf import encode_prompt, generate_groups, sample_next
+from r1kit.testing import tiny_model
+from r1kit.types import Sample
+
+
+def _prompts(tok):
+    texts = ["What is 3 + 4?", "Using the numbers [3, 5, 7], create an equation that equals 15."]
+    return [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True) + "<think>" for t in texts]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_greedy_matches_hf_generate(tok, arch):
+    """Shared-prefix KV cache + dropping finished rows must not change what is generated."""
+    model = tiny_model(tok, arch, seed=3).eval()
+    ids = [encode_prompt(tok, p) for p in _prompts(tok)]
+    assert len(ids[0]) != len(ids[1])  # left padding is exercised
+    tokens, lengths = generate_groups(model, ids, 3, 12, [tok.eos_token_id], tok.pad_token_id, temperature=0)
+    assert tokens.shape == (6, 12)
+    for i, p in enumerate(ids):
+        ref = model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long), max_new_tokens=12, do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0, len(p):]
+        for r in range(3):
+            n = int(lengths[3 * i + r])
+            assert tokens[3 * i + r, :n].tolist() == ref[:n].tolist()
+
+
+def test_rows_stop_at_eos_and_pad_after(tok):
+    model = tiny_model(tok, "llama", seed=1)
+    # make EOS overwhelmingly likely after the first sampled token: bias the LM head
+    with torch.no_grad():
+        model.lm_head.weight[tok.eos_token_id] += 5.0
+    ids = [encode_prompt(tok, p) for p in _prompts(tok)]
+    torch.manual_seed(0)
+    tokens, lengths = generate_groups(model, ids, 4, 10, [tok.eos_token_id], tok.pad_token_id, temperature=1.0)
+    for row, n in zip(tokens.tolist(), lengths.tolist()):
+        if n < 10:
+            assert row[n - 1] == tok.eos_token_id
+            assert all(t == tok.pad_token_id for t in row[n:])
+            assert tok.eos_token_id not in row[: n - 1]
+
+
+def test_sample_next_top_k_top_p():
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    k2 = sample_next(logits, 1.0, 1.0, 2)
+    assert set(k2.tolist()) == {0, 1}
+    # top_p=0.6: 0.5 alone is below 0.6, so {0, 1} are kept and 2, 3 dropped
+    p = sample_next(logits, 1.0, 0.6, 0)
+    assert set(p.tolist()) == {0, 1}
+    frac0 = (p == 0).float().mean().item()
+    assert abs(frac0 - 0.5 / 0.8) < 0.05  # renormalised over the kept tokens
+    assert set(sample_next(logits, 0.0, 1.0, 0).tolist()) == {0}
+    full = sample_next(logits, 1.0, 1.0, 0)
+    assert set(full.tolist()) == {0, 1, 2, 3}
+
+
+def test_backend_returns_groups(tok, model):
+    cfg = RolloutConfig(group_size=4, max_new_tokens=6, batch_size=4)
+    rollout = build_rollout(cfg, model, tok)
+    samples = [Sample(prompt=p, prefill="<think>", columns={"answer": "7"}) for p in _prompts(tok)] * 2
+    torch.manual_seed(0)
+    groups = rollout.generate(samples)
+    assert len(groups) == 4 and all(len(g.completions) == 4 for g in groups)
+    for g, s in zip(groups, samples):
+        assert g.sample is s and g.prompt_ids == encode_prompt(tok, s.prompt)
+        for ids, text, trunc in zip(g.completion_ids, g.completions, g.truncated):
+            assert 1 <= len(ids) <= 6
+            assert trunc == (ids[-1] != tok.eos_token_id)
+            assert text == tok.decode(ids, skip_special_tokens=True)
+        assert g.responses[0].startswith("<think>")
+    assert model.training  # generate() restores the mode it found
+    with pytest.raises(ValueError, match="backend"):
+        build_rollout(RolloutConfig(backend="nope"), model, tok)
