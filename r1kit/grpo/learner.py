@@ -45,8 +45,7 @@ def entropy_sum(logits_BCV: torch.Tensor, mask_BC: torch.Tensor, chunk: int = 10
     return total
 
 
-def completion_logits(model, batch: Batch) -> torch.Tensor:
-    """Logits [B, C, V] predicting each completion token (only the last C+1 positions are projected)."""
+def _plain_logits(model, batch: Batch) -> torch.Tensor:
     input_ids = torch.cat([batch.prompt_ids_BP, batch.completion_ids_BC], dim=1)
     C = batch.completion_ids_BC.shape[1]
     attn = torch.cat([batch.prompt_mask_BP, torch.ones_like(batch.completion_ids_BC)], dim=1)
@@ -54,6 +53,49 @@ def completion_logits(model, batch: Batch) -> torch.Tensor:
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=C + 1)
     return out.logits[:, :-1]
+
+
+def _shared_prompt_logits(model, batch: Batch, uniq_UP: torch.Tensor, inverse_B: torch.Tensor) -> torch.Tensor:
+    """Run each distinct prompt once, then all completions against its (repeated) KV cache.
+
+    Exact: the same attention as the plain path, but the G copies of a prompt are computed once
+    in the forward pass and their gradients summed in the backward pass (G x less prompt work).
+    """
+    from transformers import DynamicCache
+
+    P = batch.prompt_ids_BP.shape[1]
+    ids_UP, mask_UP = uniq_UP[:, :P], uniq_UP[:, P:]
+    cache = DynamicCache(config=getattr(model, "config", None))
+    out = model(
+        input_ids=ids_UP, attention_mask=mask_UP, position_ids=(mask_UP.cumsum(-1) - 1).clamp(min=0),
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    )
+    cache = out.past_key_values
+    cache.batch_select_indices(inverse_B)
+    first_B1V = out.logits[:, -1:][inverse_B]
+    C = batch.completion_ids_BC.shape[1]
+    if C == 1:
+        return first_B1V
+    B = batch.completion_ids_BC.shape[0]
+    attn = torch.cat([batch.prompt_mask_BP, batch.prompt_mask_BP.new_ones((B, C - 1))], dim=1)
+    pos = batch.prompt_mask_BP.sum(-1, keepdim=True) + torch.arange(C - 1, device=attn.device)
+    rest = model(
+        input_ids=batch.completion_ids_BC[:, :-1], attention_mask=attn, position_ids=pos,
+        past_key_values=cache, use_cache=True,
+    ).logits
+    return torch.cat([first_B1V, rest], dim=1)
+
+
+def completion_logits(model, batch: Batch) -> torch.Tensor:
+    """Logits [B, C, V] predicting each completion token; only completion positions are projected
+    to the vocabulary, and prompts shared by several rows (a GRPO group) are run once."""
+    checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training
+    if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
+        key_BK = torch.cat([batch.prompt_ids_BP, batch.prompt_mask_BP], dim=1)
+        uniq_UK, inverse_B = torch.unique(key_BK, dim=0, return_inverse=True)
+        if uniq_UK.shape[0] < key_BK.shape[0]:
+            return _shared_prompt_logits(model, batch, uniq_UK, inverse_B)
+    return _plain_logits(model, batch)
 
 
 def token_logprobs(model, batch: Batch, chunk: int = 1024) -> torch.Tensor:
@@ -114,10 +156,9 @@ class Learner:
         self.device = next(policy.parameters()).device
 
     def _micro_batches(self, batch: Batch) -> list[torch.Tensor]:
-        # Rows of similar length share a micro-batch so little padding is computed.
-        order = torch.argsort(batch.completion_lengths_B + batch.prompt_mask_BP.sum(-1), stable=True)
+        # Contiguous rows: a group's completions stay together, so its prompt is run once.
         mb = self.train_cfg.micro_batch_size
-        return [order[i : i + mb] for i in range(0, len(batch), mb)]
+        return [torch.arange(i, min(i + mb, len(batch))) for i in range(0, len(batch), mb)]
 
     @torch.no_grad()
     def _fill_logprobs(self, batch: Batch) -> None:

@@ -117,3 +117,21 @@ def test_nonfinite_loss_raises(tok, model):
     with pytest.raises(FloatingPointError, match="non-finite"):
         learner.step(b)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # no update applied
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_shared_prompt_path_equals_plain_path(tok, arch):
+    """Running a group's prompt once must give the same log-probs and gradients as per row."""
+    from r1kit.grpo.learner import _plain_logits, completion_logits
+    from r1kit.testing import tiny_model
+
+    model = tiny_model(tok, arch, seed=5)
+    b = make_batch(_groups(tok), torch.zeros(4), tok.pad_token_id)
+    shared = completion_logits(model, b)
+    plain = _plain_logits(model, b)
+    assert torch.allclose(shared, plain, atol=1e-5)
+    idx = b.completion_ids_BC
+    gs = torch.autograd.grad(selective_log_softmax(shared, idx).mul(b.completion_mask_BC).sum(), list(model.parameters()))
+    gp = torch.autograd.grad(selective_log_softmax(plain, idx).mul(b.completion_mask_BC).sum(), list(model.parameters()))
+    for a, c in zip(gs, gp):
+        assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)

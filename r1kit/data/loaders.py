@@ -1,0 +1,116 @@
+"""Rows of a question/answer dataset (local file, directory or hub id) -> r1kit task rows.
+
+Every row comes out as ``{"question", "answer", "solution", "task": "math"}``: ``answer`` is the
+gold final answer the ``accuracy`` reward compares with, ``solution`` the full reference text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from r1kit.config import DatasetConfig
+from r1kit.rewards.math import last_boxed
+
+# file suffix -> datasets builder
+DATA_EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# format -> (question column, answer column)
+DEFAULT_COLUMNS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution")}
+
+
+class DataError(ValueError):
+    """The data does not look like the config says; the message names the file and the column."""
+
+
+def gsm8k_answer(text: str) -> str | None:
+    """GSM8K gold: the text after the last ``####``, stripped, thousands commas dropped."""
+    head, sep, tail = text.rpartition("####")
+    if not sep:
+        return None
+    return tail.strip().replace(",", "") or None
+
+
+def _looks_local(path: str) -> bool:
+    # "openai/gsm8k" is a hub id; "./x", "/x", "~/x", "a/b/c", "x.jsonl" are meant as files.
+    return (
+        os.path.isabs(path)
+        or path.startswith((".", "~"))
+        or path.count("/") > 1
+        or (os.sep != "/" and os.sep in path)
+        or Path(path).suffix.lower() in DATA_EXTENSIONS
+    )
+
+
+def _load(cfg: DatasetConfig):
+    import datasets
+
+    path = cfg.path
+    if not path:
+        raise DataError("data.dataset.path: no dataset given")
+    local = Path(path).expanduser()
+    try:
+        if local.is_file():
+            builder = DATA_EXTENSIONS.get(local.suffix.lower())
+            if builder is None:
+                raise DataError(
+                    f"{local}: unsupported file type '{local.suffix}' "
+                    f"(use one of {', '.join(DATA_EXTENSIONS)})"
+                )
+            # A single file is one split, whatever data.dataset.split says.
+            return datasets.load_dataset(builder, data_files=str(local), split="train")
+        if local.is_dir():
+            # datasets infers the format and the splits from the file names (train*.jsonl, ...).
+            return datasets.load_dataset(str(local), split=cfg.split)
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"{local}: could not load ({type(e).__name__}: {e})") from e
+    if _looks_local(path):
+        raise DataError(f"data.dataset.path: '{path}' does not exist")
+    try:
+        return datasets.load_dataset(path, name=cfg.name, split=cfg.split)
+    except Exception as e:
+        raise DataError(
+            f"data.dataset.path: could not load '{path}' (split '{cfg.split}') from the Hugging "
+            f"Face hub ({type(e).__name__}: {e})"
+        ) from e
+
+
+def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """Load ``cfg.path`` and return ``[{"question", "answer", "solution", "task": "math"}, ...]``.
+
+    Columns default to ``question``/``answer`` (gsm8k) or ``problem``/``solution`` (math) and are
+    overridden by ``question_column``/``answer_column``. The gold answer is the text after the last
+    ``####`` (gsm8k) or the last ``\\boxed{}`` (math); a row without one is a DataError that names
+    the row, as is a missing column or path. ``limit`` keeps the first rows.
+    """
+    if cfg.format not in DEFAULT_COLUMNS:
+        raise DataError(f"data.dataset.format: '{cfg.format}' is not one of {sorted(DEFAULT_COLUMNS)}")
+    ds = _load(cfg)
+    q_col = cfg.question_column or DEFAULT_COLUMNS[cfg.format][0]
+    a_col = cfg.answer_column or DEFAULT_COLUMNS[cfg.format][1]
+    for col, key in ((q_col, "question_column"), (a_col, "answer_column")):
+        if col not in ds.column_names:
+            raise DataError(
+                f"{cfg.path}: no column '{col}' (data.dataset.{key}, format {cfg.format}); "
+                f"available columns: {', '.join(ds.column_names)}"
+            )
+    if cfg.limit is not None:
+        ds = ds.select(range(min(max(cfg.limit, 0), len(ds))))
+    extract = gsm8k_answer if cfg.format == "gsm8k" else last_boxed
+    marker = "'#### <answer>'" if cfg.format == "gsm8k" else "\\boxed{...}"
+    rows = []
+    for i, row in enumerate(ds.select_columns(list(dict.fromkeys([q_col, a_col]))).to_list()):
+        question, solution = row[q_col], row[a_col]
+        if question is None or not str(question).strip():
+            raise DataError(f"{cfg.path}: row {i} has an empty '{q_col}'")
+        solution = "" if solution is None else str(solution)
+        answer = extract(solution)
+        if answer is None:
+            raise DataError(
+                f"{cfg.path}: row {i} has no {marker} in column '{a_col}' "
+                f"(format {cfg.format}): {solution[:120]!r}"
+            )
+        rows.append({"question": str(question), "answer": answer, "solution": solution, "task": "math"})
+    return rows
