@@ -6,8 +6,15 @@ import argparse
 import sys
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the same one-line form as every other error, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"r1kit: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="r1kit", description="R1-style reasoning RL post-training.")
+    p = _Parser(prog="r1kit", description="R1-style reasoning RL post-training.")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("grpo", help="train with GRPO (R1-Zero style)")
@@ -25,17 +32,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _grpo(args: argparse.Namespace) -> int:
-    from r1kit.config import load_config
+    from r1kit.config import ConfigError, load_config
     from r1kit.grpo.train import resume_config, summarize, train
 
     if args.resume:
-        # with --resume, positional words are all overrides
+        # with --resume, positional words are all overrides (argparse fills `config` first)
         overrides = ([args.config] if args.config else []) + args.overrides
+        for word in overrides:
+            if "=" not in word:
+                raise ConfigError(
+                    f"with --resume the run's own config.yaml is used; '{word}' is not a key=value override"
+                )
         cfg = resume_config(args.resume, overrides)
         run_dir = train(cfg, resume=True)
     else:
         if not args.config:
-            raise SystemExit("r1kit grpo: give a CONFIG file or --resume RUN_DIR")
+            raise ConfigError("r1kit grpo: give a CONFIG file or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         run_dir = train(cfg)
     print(f"[r1kit] run directory: {run_dir}")
@@ -44,12 +56,24 @@ def _grpo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # parse_known_args + this check lets overrides follow options: `grpo --resume RUN k=v` and
+    # `grpo CONFIG --resume RUN k=v` (argparse alone stops filling positionals at the first option).
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            if args.command != "grpo" or any("=" not in w or w.startswith("-") for w in extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.overrides = args.overrides + extra
+    except SystemExit as e:  # usage error (2) or --help (0): a return code, as for every other error
+        return e.code if isinstance(e.code, int) else 2
+
+    # imported after parsing: `--help` and usage errors should not wait for torch
     from r1kit.config import ConfigError
     from r1kit.data import DataError
     from r1kit.grpo.train import TrainingError
     from r1kit.models import ModelError
 
-    args = _parser().parse_args(argv)
     try:
         if args.command == "grpo":
             return _grpo(args)

@@ -163,9 +163,11 @@ _CHOICES = {
 }
 
 
-def _closest(key: str, valid: list[str]) -> str:
+def _closest(key: str, valid: list[str], prefix: str = "") -> str:
     near = difflib.get_close_matches(key, valid, n=1, cutoff=0.4)
-    return f" (did you mean '{near[0]}'?)" if near else f" (valid keys: {', '.join(sorted(valid))})"
+    if near:
+        return f" (did you mean '{prefix}{near[0]}'?)"
+    return f" (valid keys: {', '.join(prefix + v for v in sorted(valid))})"
 
 
 def _check_type(path: str, value: Any, tp: Any) -> Any:
@@ -205,6 +207,11 @@ def _check_type(path: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{path}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -223,7 +230,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}'{_closest(key, names)}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_closest(key, names, prefix)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, f"{prefix}{key}.")
@@ -317,7 +324,9 @@ def validate(cfg: Config) -> Config:
     for name in cfg.rewards:
         try:
             resolve_reward(name)
-        except KeyError:
+        except KeyError as e:
+            if ":" in name:  # a user's module:function; the KeyError says what is wrong with it
+                raise ConfigError(f"rewards.{name}: {e.args[0]}") from None
             raise ConfigError(
                 f"rewards.{name}: unknown reward{_closest(name, sorted(REWARDS))}"
             ) from None
@@ -339,7 +348,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    tree = _merge(tree, parse_overrides(overrides or []))
+    extra = parse_overrides(overrides or [])
+    if isinstance(extra.get("rewards"), dict) and "rewards" not in tree:
+        # `rewards.accuracy=2` changes one weight of the defaults, it does not drop the others
+        tree["rewards"] = dict(Config().rewards)
+    tree = _merge(tree, extra)
     return validate(_build(Config, tree, ""))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -37,6 +38,10 @@ from r1kit.rollout import build_rollout
 from r1kit.types import Group
 
 STATE_FILE = "run_state.json"
+# Test hook: with R1KIT_TEST_PAUSE_AFTER_CHECKPOINT=N the process sleeps forever right after the
+# step-N checkpoint is complete, so a test can SIGKILL it at a known point (see
+# tests/test_checkpoint_resume.py). Never set it outside tests.
+PAUSE_ENV = "R1KIT_TEST_PAUSE_AFTER_CHECKPOINT"
 
 
 class TrainingError(RuntimeError):
@@ -132,6 +137,9 @@ def _step_metrics(step: int, res: StepResult, stats: dict[str, float], times: di
         row[f"rewards/{name}/std"] = float(t.std(unbiased=False))
     if "accuracy" in res.per_reward:
         row["accuracy"] = row["rewards/accuracy/mean"]
+    else:  # not trained on, but still the number a reader looks for first
+        acc = _score_groups(res.groups, {"accuracy": 1.0}).per_reward["accuracy"]
+        row["accuracy"] = sum(acc) / len(acc)
     row["format_rate"] = sum(map(is_well_formed, responses)) / len(responses)
     row["completion_length/mean"] = sum(lengths) / len(lengths)
     row["completion_length/max"] = max(lengths)
@@ -166,58 +174,98 @@ def _sample_rows(step: int, res: StepResult, adv: torch.Tensor) -> list[dict[str
     return rows
 
 
-def _prepare_run_dir(cfg: Config, resume_from: Path | None) -> tuple[Path, int, dict | None]:
-    run_dir = Path(cfg.output_dir)
-    if resume_from is None:
-        if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
-            raise TrainingError(
-                f"output_dir {run_dir} already holds a run; resume it with `r1kit grpo --resume {run_dir}` "
-                "or choose another output_dir"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        return run_dir, 0, None
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
+def _holds_run(run_dir: Path) -> bool:
+    return any((run_dir / n).exists() for n in ("metrics.jsonl", "checkpoints", STATE_FILE, "config.yaml"))
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run never writes into an old one; a resumed run needs a complete checkpoint."""
+    if not resume and _holds_run(run_dir):
+        raise TrainingError(
+            f"output_dir {run_dir} already holds a run; resume it with `r1kit grpo --resume {run_dir}` "
+            "or choose another output_dir"
+        )
+    if resume and latest_checkpoint(run_dir) is None:
         raise TrainingError(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+
+
+def _new_run_dir(cfg: Config) -> Path:
+    run_dir = Path(cfg.output_dir)
+    _check_run_dir(run_dir, resume=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir
+
+
+def _restore(cfg: Config, policy, learner: Learner, source) -> dict[str, Any]:
+    """Load the last complete checkpoint of ``cfg.output_dir`` into the live objects.
+
+    Only reads: a checkpoint that does not fit the config fails here, before the run directory's
+    records are rewritten by :func:`_resumed_run_dir`.
+    """
+    run_dir = Path(cfg.output_dir)
+    _check_run_dir(run_dir, resume=True)
+    ckpt = latest_checkpoint(run_dir)
     state = load_trainer_state(ckpt)
+    if int(state["step"]) > cfg.train.max_steps:
+        raise TrainingError(
+            f"cannot resume {run_dir}: its checkpoint is at step {state['step']}, "
+            f"past train.max_steps={cfg.train.max_steps}"
+        )
+    try:
+        load_policy_weights(policy, ckpt)
+        learner.optimizer.load_state_dict(state["optimizer"])
+        learner.scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
+    source.load_state_dict(state["data"])
+    set_rng_state(state["rng"])
     state["path"] = ckpt
-    start = int(state["step"])
+    return state
+
+
+def _resumed_run_dir(cfg: Config, start: int) -> Path:
+    run_dir = Path(cfg.output_dir)
     for name in ("metrics.jsonl", "samples.jsonl"):  # rows after the checkpoint are re-created
         if (run_dir / name).exists():
             truncate_jsonl(run_dir / name, start)
     save_config(cfg, run_dir / "config.yaml")
-    return run_dir, start, state
+    return run_dir
+
+
+def _pause_for_tests(step: int) -> None:
+    if os.environ.get(PAUSE_ENV) == str(step):
+        print(f"[r1kit] {PAUSE_ENV}: paused after the step-{step} checkpoint", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
 
 
 def train(cfg: Config, resume: bool = False) -> Path:
     """Run GRPO as configured; returns the run directory."""
+    # Everything that can fail on bad input happens before the run directory is touched,
+    # the cheap checks of the run directory itself first.
+    _check_run_dir(Path(cfg.output_dir), resume)
     device = default_device()
     seed_everything(cfg.seed)
-    # Everything that can fail on bad input happens before the run directory is touched.
     policy, ref, tokenizer = load_model(cfg.model, device, need_ref=cfg.grpo.beta != 0.0)
     source = build_source(cfg.data, tokenizer, cfg.seed)
     rollout = build_rollout(cfg.rollout, policy, tokenizer)
     learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens)
 
-    run_dir, start, state = _prepare_run_dir(cfg, Path(cfg.output_dir) if resume else None)
-    if state is not None:
-        load_policy_weights(policy, state["path"])
-        learner.optimizer.load_state_dict(state["optimizer"])
-        learner.scheduler.load_state_dict(state["scheduler"])
-        source.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
+    state = _restore(cfg, policy, learner, source) if resume else None
+    start = int(state["step"]) if state else 0
+    run_dir = _resumed_run_dir(cfg, start) if state else _new_run_dir(cfg)
     last_ckpt = str(state["path"]) if state else None
     _write_state(run_dir, status="running", step=start, last_checkpoint=last_ckpt)
-    logger = RunLogger(run_dir, cfg.train.tensorboard)
 
-    bar = None
-    if cfg.train.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
-    step = start
+    logger = bar = None
+    done = start  # last completed step
     try:
+        logger = RunLogger(run_dir, cfg.train.tensorboard)
+        if cfg.train.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
         for step in range(start + 1, cfg.train.max_steps + 1):
             t0 = time.perf_counter()
             res = rollout_and_score(cfg, source, rollout)
@@ -234,6 +282,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
             times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t3 - t0}
             row = _step_metrics(step, res, stats, times)
             logger.log_metrics(row)
+            done = step
             if cfg.train.samples_every and step % cfg.train.samples_every == 0:
                 logger.log_samples(_sample_rows(step, res, adv))
             if cfg.train.save_every and step % cfg.train.save_every == 0:
@@ -243,6 +292,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
                         source.state_dict(), cfg.train.keep_last,
                     )
                 )
+                _pause_for_tests(step)
             _write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
             if bar is not None:
                 bar.set_postfix(
@@ -251,24 +301,29 @@ def train(cfg: Config, resume: bool = False) -> Path:
                     s_step=f"{times['step']:.1f}",
                 )
                 bar.update(1)
+        if bar is not None:
+            bar.close()
+            bar = None
+        if read_jsonl(run_dir / "metrics.jsonl"):
+            plot_run(run_dir)
+        final = run_dir / "final"
+        tmp = run_dir / ".tmp-final"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
     except BaseException as e:
-        _write_state(run_dir, status="failed", step=step - 1, last_checkpoint=last_ckpt, error=str(e)[:2000])
+        error = f"{type(e).__name__}: {e}"[:2000]
+        _write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
         raise
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
-    if read_jsonl(run_dir / "metrics.jsonl"):
-        plot_run(run_dir)
-    final = run_dir / "final"
-    tmp = run_dir / ".tmp-final"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    policy.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+        if logger is not None:
+            logger.close()
     _write_state(run_dir, status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
     return run_dir
 
