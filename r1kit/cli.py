@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png)")
 
+    c = sub.add_parser("config", help="print the resolved config (defaults + CONFIG + overrides) as YAML")
+    c.add_argument("config", nargs="?", help="YAML config; omit to see every key with its default")
+    c.add_argument("overrides", nargs="*", help="section.key=value overrides")
+
     f = sub.add_parser("fetch-model", help="download and convert a builtin model into the cache")
     f.add_argument("name", nargs="?", default="smollm2-135m-instruct")
     return p
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            if args.command != "grpo" or any("=" not in w or w.startswith("-") for w in extra):
+            if args.command not in ("grpo", "config") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
     except SystemExit as e:  # usage error (2) or --help (0): a return code, as for every other error
@@ -81,6 +85,16 @@ def main(argv: list[str] | None = None) -> int:
             from r1kit.logging import plot_run
 
             print(plot_run(args.run_dir, args.out))
+            return 0
+        if args.command == "config":
+            import yaml
+
+            from r1kit.config import load_config, to_dict
+
+            path, overrides = args.config, args.overrides
+            if path and "=" in path:  # `r1kit config train.lr=1e-5`: no file, only overrides
+                path, overrides = None, [path] + overrides
+            print(yaml.safe_dump(to_dict(load_config(path, overrides)), sort_keys=False), end="")
             return 0
         if args.command == "fetch-model":
             from r1kit.models import BUILTIN_MODELS, ensure_builtin

@@ -167,3 +167,17 @@ def test_python_dash_m_entry_point():
     assert proc.returncode == 0 and "--resume RUN_DIR" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "r1kit.cli", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("r1kit: error: ")
+
+
+def test_config_command_prints_resolved_yaml(capsys):
+    import yaml
+
+    from r1kit.cli import main
+
+    assert main(["config", "configs/r1zero_cpu.yaml", "train.lr=2e-5", "seed=7"]) == 0
+    tree = yaml.safe_load(capsys.readouterr().out)
+    assert tree["train"]["lr"] == 2e-5 and tree["seed"] == 7 and tree["data"]["source"] == "arithmetic"
+    assert main(["config", "rollout.group_size=3"]) == 0  # defaults + overrides, no file
+    assert yaml.safe_load(capsys.readouterr().out)["rollout"]["group_size"] == 3
+    assert main(["config", "train.max_stesp=3"]) == 2
+    assert "train.max_steps" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+"""Cold-start SFT on long chain-of-thought data (TRL SFTTrainer underneath).
+
+Not implemented in this release: the package exists so the layout matches the R1 recipe, and it
+deliberately exports nothing yet (see the README's Status section).
+"""
