@@ -147,6 +147,8 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     # Reward name -> weight; the total reward is the weighted sum (c1*r1 + c2*r2 + ...).
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.2})
+    # Reward name -> keyword arguments passed to that reward, e.g. {cosine_length: {max_len: 512}}.
+    reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -330,6 +332,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(
                 f"rewards.{name}: unknown reward{_closest(name, sorted(REWARDS))}"
             ) from None
+    for name in cfg.reward_options:
+        if name not in cfg.rewards:
+            raise ConfigError(f"reward_options.{name}: there is no reward '{name}' in rewards{_closest(name, sorted(cfg.rewards))}")
     if cfg.data.source == "dataset" and not cfg.data.dataset.path:
         raise ConfigError("data.dataset.path: required when data.source is 'dataset'")
     return cfg

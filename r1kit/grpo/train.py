@@ -72,12 +72,14 @@ def _write_state(run_dir: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def _score_groups(groups: list[Group], weights: dict[str, float]):
+def _score_groups(groups: list[Group], weights: dict[str, float], options: dict | None = None):
     prompts = [g.sample.prompt for g in groups for _ in g.completions]
     responses = [r for g in groups for r in g.responses]
     keys = sorted({k for g in groups for k in g.sample.columns})
     columns = {k: [g.sample.columns.get(k) for g in groups for _ in g.completions] for k in keys}
-    return score(prompts, responses, columns, weights)
+    # TRL passes the generated token ids too; length-based rewards count tokens with them
+    columns["completion_ids"] = [ids for g in groups for ids in g.completion_ids]
+    return score(prompts, responses, columns, weights, options)
 
 
 def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
@@ -86,7 +88,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
     G = cfg.rollout.group_size
     want = cfg.train.prompts_per_step
     groups = rollout.generate(source.next_batch(want))
-    scores = _score_groups(groups, cfg.rewards)
+    scores = _score_groups(groups, cfg.rewards, cfg.reward_options)
     rewards = torch.tensor(scores.total, dtype=torch.float32)
     zero_var = zero_variance_groups(rewards, G)
     zero_var_frac = float(zero_var.float().mean())
@@ -110,7 +112,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
         while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
-            sc = _score_groups(more, cfg.rewards)
+            sc = _score_groups(more, cfg.rewards, cfg.reward_options)
             for k, v in sc.errors.items():
                 kept_err[k] = kept_err.get(k, 0) + v
             keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())

@@ -31,8 +31,13 @@ def score(
     responses: list[Any],
     columns: dict[str, list[Any]],
     weights: dict[str, float],
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> Scores:
-    """Call each reward once on the whole batch and return the weighted sum plus its parts."""
+    """Call each reward once on the whole batch and return the weighted sum plus its parts.
+
+    ``options[name]`` are extra keyword arguments for reward ``name`` (from ``reward_options``).
+    """
+    options = options or {}
     n = len(responses)
     if len(prompts) != n:
         raise ValueError(f"score: {len(prompts)} prompts but {n} responses")
@@ -48,7 +53,7 @@ def score(
         fn = resolve_reward(name)
         errors[name] = skipped[name] = 0
         try:
-            raw = fn(prompts=prompts, completions=responses, **columns)
+            raw = fn(prompts=prompts, completions=responses, **columns, **options.get(name, {}))
         except Exception as e:  # noqa: BLE001 - see module docstring
             logger.warning("reward '%s' raised %s: %s; scoring 0.0 for %d responses",
                            name, type(e).__name__, e, n)

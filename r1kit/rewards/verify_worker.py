@@ -33,17 +33,10 @@ def serve() -> None:
     # Ctrl-C in the terminal reaches the whole process group; the client decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_memory()
-    from functools import lru_cache
-
-    from math_verify import parse, verify
+    from r1kit.rewards.equivalence import verify_pair
 
     # The worker is the timeout, so math-verify's signal-based one stays off (and quiet about it).
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-    @lru_cache(maxsize=4096)
-    def parse_gold(text: str):
-        # Each gold answer is compared with a whole group of G predictions.
-        return parse(text, parsing_timeout=None)
 
     # The protocol owns the real stdout; anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
@@ -51,8 +44,7 @@ def serve() -> None:
     # Prove the comparison works before taking requests, so a broken install is loud, not
     # a silent stream of "wrong answer".
     try:
-        half = parse("$\\frac{1}{2}$", parsing_timeout=None)
-        ready = bool(verify(parse_gold("$0.5$"), half, timeout_seconds=None))
+        ready = verify_pair("$0.5$", "$\\frac{1}{2}$")
     except Exception:  # noqa: BLE001
         ready = False
     out.write(json.dumps({"ready": ready}) + "\n")
@@ -60,9 +52,7 @@ def serve() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
-            gold = parse_gold(request["gold"])
-            pred = parse(request["pred"], parsing_timeout=None)
-            ok = bool(gold) and bool(pred) and bool(verify(gold, pred, timeout_seconds=None))
+            ok = verify_pair(request["gold"], request["pred"])
         except Exception:  # noqa: BLE001 - MemoryError, RecursionError, sympy internals
             ok = False
         out.write(json.dumps({"ok": ok}) + "\n")
