@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from r1kit.rewards.registry import resolve_reward
@@ -24,6 +24,8 @@ class Scores:
     per_reward: dict[str, list[float]]
     errors: dict[str, int]
     skipped: dict[str, int]
+    # entries cut off by a deadline (scored 0.0), per reward
+    timeouts: dict[str, int] = field(default_factory=dict)
 
 
 def score(
