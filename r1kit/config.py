@@ -132,6 +132,8 @@ class TrainConfig:
     save_every: int = 0
     keep_last: int = 2
     samples_every: int = 1
+    # samples.jsonl gets the highest- and lowest-reward completion of each logged step, or all.
+    log_all_samples: bool = False
     tensorboard: bool = False
     # Tokens per chunk when computing log-probs (bounds the [chunk, V] float32 buffer).
     logit_chunk: int = 1024

@@ -55,7 +55,7 @@ def run(tmp_path_factory, tiny_dir):
     )
     cfg = load_config(
         cfg_path,
-        [f"output_dir={tmp / 'run'}", "train.save_every=1", "train.keep_last=2", "train.tensorboard=true"],
+        [f"output_dir={tmp / 'run'}", "train.save_every=1", "train.keep_last=2", "train.tensorboard=true", "train.log_all_samples=true"],
     )
     try:
         yield cfg, train(cfg)
@@ -88,7 +88,7 @@ def test_metrics_one_row_per_step_with_the_documented_keys(run):
 def test_samples_jsonl(run):
     _, run_dir = run
     rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 * 2 * 4  # steps x prompts x group
+    assert len(rows) == 4 * 2 * 4  # steps x prompts x group (train.log_all_samples=true)
     assert {r["step"] for r in rows} == {1, 2, 3, 4}
     r = rows[0]
     assert {"prompt", "completion", "reward", "advantage", "truncated", f"reward/{LENGTH}"} <= set(r)
@@ -144,3 +144,19 @@ def test_output_dir_holding_a_run_is_refused_without_resume(run):
     with pytest.raises(TrainingError, match=r"already holds a run; resume it with `r1kit grpo --resume"):
         train(cfg)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+def test_samples_default_to_the_extremes_of_each_step():
+    from r1kit.grpo.train import StepResult, _sample_rows
+    from r1kit.types import Group, Sample
+
+    groups = [
+        Group(Sample("p1", "<think>"), [1], [[5], [6, 7]], ["a", "b"], [False, True]),
+        Group(Sample("p2", "<think>"), [2], [[8], [9]], ["c", "d"], [False, False]),
+    ]
+    res = StepResult(groups, torch.tensor([0.5, 1.0, 0.0, 1.0]), {"accuracy": [0.0, 1.0, 0.0, 1.0]}, 0, 0, 0.0, 0, 0)
+    adv = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    rows = _sample_rows(7, res, adv, log_all=False)
+    assert [(r["kind"], r["completion"], r["reward"]) for r in rows] == [("highest", "<think>b", 1.0), ("lowest", "<think>c", 0.0)]
+    assert rows[0]["reward/accuracy"] == 1.0 and rows[0]["truncated"] and rows[0]["completion_tokens"] == 2
+    assert len(_sample_rows(7, res, adv, log_all=True)) == 4

@@ -28,6 +28,7 @@ from r1kit.checkpoint import (
 )
 from r1kit.config import Config, load_config, save_config
 from r1kit.data import build_source
+from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
@@ -53,7 +54,8 @@ class StepResult:
     groups: list[Group]
     rewards: torch.Tensor  # [B*G] total
     per_reward: dict[str, list[float]]
-    errors: dict[str, int]
+    errors: int  # reward entries that crashed or were not finite (scored 0)
+    timeouts: int  # reward entries cut off by a deadline (scored 0)
     zero_var_frac: float
     resample_rounds: int
     dropped_groups: int
@@ -93,8 +95,9 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
     zero_var = zero_variance_groups(rewards, G)
     zero_var_frac = float(zero_var.float().mean())
     rounds = dropped = 0
+    errors, timeouts = sum(scores.errors.values()), sum(scores.timeouts.values())
     if cfg.grpo.dynamic_sampling:
-        kept, kept_rewards, kept_cols, kept_err = [], [], {k: [] for k in scores.per_reward}, dict(scores.errors)
+        kept, kept_rewards, kept_cols = [], [], {k: [] for k in scores.per_reward}
 
         def keep(gs, sc, zv):
             nonlocal dropped
@@ -113,18 +116,20 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
             sc = _score_groups(more, cfg.rewards, cfg.reward_options)
-            for k, v in sc.errors.items():
-                kept_err[k] = kept_err.get(k, 0) + v
+            errors += sum(sc.errors.values())
+            timeouts += sum(sc.timeouts.values())
             keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())
         if kept:  # else every group was flat: train on them (zero advantage, only KL acts)
             groups = kept
             rewards = torch.tensor(kept_rewards, dtype=torch.float32)
             scores.per_reward = kept_cols
-            scores.errors = kept_err
-    return StepResult(groups, rewards, scores.per_reward, scores.errors, zero_var_frac, rounds, dropped)
+    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped)
 
 
-def _step_metrics(step: int, res: StepResult, stats: dict[str, float], times: dict[str, float]) -> dict[str, Any]:
+def _step_metrics(
+    step: int, res: StepResult, stats: dict[str, float], times: dict[str, float], monitor: HackingMonitor
+) -> tuple[dict[str, Any], list[str]]:
+    """One metrics.jsonl row, and the reward-hacking warnings that start at this step."""
     lengths = [len(c) for g in res.groups for c in g.completion_ids]
     truncated = [t for g in res.groups for t in g.truncated]
     responses = [r for g in res.groups for r in g.responses]
@@ -138,41 +143,55 @@ def _step_metrics(step: int, res: StepResult, stats: dict[str, float], times: di
         row[f"rewards/{name}/mean"] = float(t.mean())
         row[f"rewards/{name}/std"] = float(t.std(unbiased=False))
     if "accuracy" in res.per_reward:
-        row["accuracy"] = row["rewards/accuracy/mean"]
+        acc = res.per_reward["accuracy"]
     else:  # not trained on, but still the number a reader looks for first
         acc = _score_groups(res.groups, {"accuracy": 1.0}).per_reward["accuracy"]
-        row["accuracy"] = sum(acc) / len(acc)
-    row["format_rate"] = sum(map(is_well_formed, responses)) / len(responses)
+    row["accuracy"] = sum(acc) / len(acc)
+    well_formed = [is_well_formed(r) for r in responses]
+    row["format_rate"] = sum(well_formed) / len(well_formed)
+    row.update(step_diagnostics([a >= 1.0 for a in acc], well_formed))
     row["completion_length/mean"] = sum(lengths) / len(lengths)
     row["completion_length/max"] = max(lengths)
     row["truncated_frac"] = sum(truncated) / len(truncated)
     row["zero_variance_frac"] = res.zero_var_frac
-    row["reward/errors"] = sum(res.errors.values())
+    row["reward/errors"] = res.errors
+    row["reward/timeouts"] = res.timeouts
     row["dynamic_sampling/rounds"] = res.resample_rounds
     row["dynamic_sampling/dropped_groups"] = res.dropped_groups
     row.update(stats)
     row["tokens_generated"] = sum(lengths)
+    drift, warnings = monitor.update(row["accuracy"], row["format_rate"], row["completion_length/mean"])
+    row.update(drift)
     for k, v in times.items():
         row[f"time/{k}"] = v
-    return row
+    return row, warnings
 
 
-def _sample_rows(step: int, res: StepResult, adv: torch.Tensor) -> list[dict[str, Any]]:
-    rows, i = [], 0
-    for g in res.groups:
-        for j, resp in enumerate(g.responses):
-            rows.append(
-                {
-                    "step": step,
-                    "prompt": g.sample.prompt,
-                    "completion": resp,
-                    "reward": float(res.rewards[i]),
-                    **{f"reward/{k}": v[i] for k, v in res.per_reward.items()},
-                    "advantage": float(adv[i]),
-                    "truncated": g.truncated[j],
-                }
-            )
-            i += 1
+def _sample_rows(step: int, res: StepResult, adv: torch.Tensor, log_all: bool) -> list[dict[str, Any]]:
+    """Every completion of the step (``log_all``), else its highest- and lowest-reward ones."""
+    flat = [(g, j) for g in res.groups for j in range(len(g.completions))]
+    if log_all:
+        picked = [(i, "all") for i in range(len(flat))]
+    else:
+        best = int(torch.argmax(res.rewards))  # first of the maxima: deterministic
+        worst = int(torch.argmin(res.rewards))
+        picked = [(best, "highest"), (worst, "lowest")]
+    rows = []
+    for i, kind in picked:
+        g, j = flat[i]
+        rows.append(
+            {
+                "step": step,
+                "kind": kind,
+                "prompt": g.sample.prompt,
+                "completion": g.responses[j],
+                "reward": float(res.rewards[i]),
+                **{f"reward/{k}": v[i] for k, v in res.per_reward.items()},
+                "advantage": float(adv[i]),
+                "truncated": g.truncated[j],
+                "completion_tokens": len(g.completion_ids[j]),
+            }
+        )
     return rows
 
 
@@ -262,6 +281,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
 
     logger = bar = None
     done = start  # last completed step
+    monitor = HackingMonitor()
+    monitor.replay(read_jsonl(run_dir / "metrics.jsonl"))  # resumed runs keep their baseline
     try:
         logger = RunLogger(run_dir, cfg.train.tensorboard)
         if cfg.train.progress:
@@ -282,11 +303,14 @@ def train(cfg: Config, resume: bool = False) -> Path:
             rollout.sync_weights(policy)
             t3 = time.perf_counter()
             times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t3 - t0}
-            row = _step_metrics(step, res, stats, times)
+            row, warnings = _step_metrics(step, res, stats, times, monitor)
             logger.log_metrics(row)
+            for w in warnings:
+                msg = f"[r1kit] step {step}: warning: {w}"
+                bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr)
             done = step
             if cfg.train.samples_every and step % cfg.train.samples_every == 0:
-                logger.log_samples(_sample_rows(step, res, adv))
+                logger.log_samples(_sample_rows(step, res, adv, cfg.train.log_all_samples))
             if cfg.train.save_every and step % cfg.train.save_every == 0:
                 last_ckpt = str(
                     save_checkpoint(
