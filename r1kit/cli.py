@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = args.overrides + extra
     except SystemExit as e:  # usage error (2) or --help (0): a return code, as for every other error
         return e.code if isinstance(e.code, int) else 2
+
+    # `module:function` rewards resolve against the working directory, as with `python -m`
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
     # imported after parsing: `--help` and usage errors should not wait for torch
     from r1kit.config import ConfigError

@@ -98,6 +98,16 @@ class RolloutConfig:
 
 
 @dataclass
+class RewardRuntimeConfig:
+    # Wall-clock deadline for one completion's score (math verification, user rewards).
+    timeout_s: float = 5.0
+    # Deadline for one reward over the whole batch.
+    batch_timeout_s: float = 60.0
+    # Worker processes that run rewards under deadlines; 0 = min(2, CPU count).
+    workers: int = 0
+
+
+@dataclass
 class GRPOConfig:
     # One of r1kit.grpo.loss.LOSS_TYPES: "grpo", "bnpo", "dapo", "dr_grpo".
     loss_type: str = "grpo"
@@ -151,6 +161,7 @@ class Config:
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.2})
     # Reward name -> keyword arguments passed to that reward, e.g. {cosine_length: {max_len: 512}}.
     reward_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reward_runtime: RewardRuntimeConfig = field(default_factory=RewardRuntimeConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -297,6 +308,12 @@ def validate(cfg: Config) -> Config:
         "train.logit_chunk": cfg.train.logit_chunk,
         "train.keep_last": cfg.train.keep_last,
     }
+    for k, v in {"reward_runtime.timeout_s": cfg.reward_runtime.timeout_s,
+                 "reward_runtime.batch_timeout_s": cfg.reward_runtime.batch_timeout_s}.items():
+        if not v > 0:
+            raise ConfigError(f"{k}: must be > 0, got {v}")
+    if cfg.reward_runtime.workers < 0:
+        raise ConfigError(f"reward_runtime.workers: must be >= 0, got {cfg.reward_runtime.workers}")
     for k, v in positive.items():
         if v < 1:
             raise ConfigError(f"{k}: must be >= 1, got {v}")
@@ -334,9 +351,15 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(
                 f"rewards.{name}: unknown reward{_closest(name, sorted(REWARDS))}"
             ) from None
-    for name in cfg.reward_options:
+    from r1kit.rewards.registry import check_reward_options
+
+    for name, opts in cfg.reward_options.items():
         if name not in cfg.rewards:
             raise ConfigError(f"reward_options.{name}: there is no reward '{name}' in rewards{_closest(name, sorted(cfg.rewards))}")
+        try:
+            check_reward_options(name, opts)
+        except ValueError as e:
+            raise ConfigError(f"reward_options.{e}") from None
     if cfg.data.source == "dataset" and not cfg.data.dataset.path:
         raise ConfigError("data.dataset.path: required when data.source is 'dataset'")
     return cfg

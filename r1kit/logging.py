@@ -95,7 +95,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if not rows:
         raise FileNotFoundError(f"no metrics in {run_dir / 'metrics.jsonl'}")
-    keys = [k for k in CURVES if any(r.get(k) is not None for r in rows)]
+    # KL is logged as 0 when beta = 0 (never computed): no panel for it then
+    keys = [k for k in CURVES if any(r.get(k) for r in rows) or (k != "kl" and any(r.get(k) is not None for r in rows))]
     ncols = 3
     nrows = max(1, math.ceil(len(keys) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)

@@ -181,3 +181,17 @@ def test_config_command_prints_resolved_yaml(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["rollout"]["group_size"] == 3
     assert main(["config", "train.max_stesp=3"]) == 2
     assert "train.max_steps" in capsys.readouterr().err
+
+
+def test_module_function_rewards_resolve_from_the_working_directory(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from r1kit.cli import main
+
+    (tmp_path / "my_cwd_rewards.py").write_text(
+        "def brevity(prompts, completions, **kw):\n    return [1.0 for _ in completions]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert main(["config", "rewards={my_cwd_rewards:brevity: 0.5}"]) == 0
+    assert "my_cwd_rewards:brevity: 0.5" in capsys.readouterr().out

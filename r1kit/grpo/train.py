@@ -34,6 +34,7 @@ from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
 from r1kit.models import default_device, load_model
 from r1kit.rewards import score
+from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
 from r1kit.rollout import build_rollout
 from r1kit.types import Group
@@ -74,14 +75,15 @@ def _write_state(run_dir: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def _score_groups(groups: list[Group], weights: dict[str, float], options: dict | None = None):
+def _score_groups(groups: list[Group], weights: dict[str, float], options: dict | None = None, runtime=None):
     prompts = [g.sample.prompt for g in groups for _ in g.completions]
     responses = [r for g in groups for r in g.responses]
     keys = sorted({k for g in groups for k in g.sample.columns})
     columns = {k: [g.sample.columns.get(k) for g in groups for _ in g.completions] for k in keys}
     # TRL passes the generated token ids too; length-based rewards count tokens with them
     columns["completion_ids"] = [ids for g in groups for ids in g.completion_ids]
-    return score(prompts, responses, columns, weights, options)
+    deadlines = {} if runtime is None else {"timeout_s": runtime.timeout_s, "batch_timeout_s": runtime.batch_timeout_s}
+    return score(prompts, responses, columns, weights, options, **deadlines)
 
 
 def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
@@ -90,7 +92,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
     G = cfg.rollout.group_size
     want = cfg.train.prompts_per_step
     groups = rollout.generate(source.next_batch(want))
-    scores = _score_groups(groups, cfg.rewards, cfg.reward_options)
+    scores = _score_groups(groups, cfg.rewards, cfg.reward_options, cfg.reward_runtime)
     rewards = torch.tensor(scores.total, dtype=torch.float32)
     zero_var = zero_variance_groups(rewards, G)
     zero_var_frac = float(zero_var.float().mean())
@@ -115,7 +117,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
         while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
-            sc = _score_groups(more, cfg.rewards, cfg.reward_options)
+            sc = _score_groups(more, cfg.rewards, cfg.reward_options, cfg.reward_runtime)
             errors += sum(sc.errors.values())
             timeouts += sum(sc.timeouts.values())
             keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())
@@ -127,7 +129,8 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
 
 
 def _step_metrics(
-    step: int, res: StepResult, stats: dict[str, float], times: dict[str, float], monitor: HackingMonitor
+    step: int, res: StepResult, stats: dict[str, float], times: dict[str, float], monitor: HackingMonitor,
+    runtime=None,
 ) -> tuple[dict[str, Any], list[str]]:
     """One metrics.jsonl row, and the reward-hacking warnings that start at this step."""
     lengths = [len(c) for g in res.groups for c in g.completion_ids]
@@ -145,7 +148,7 @@ def _step_metrics(
     if "accuracy" in res.per_reward:
         acc = res.per_reward["accuracy"]
     else:  # not trained on, but still the number a reader looks for first
-        acc = _score_groups(res.groups, {"accuracy": 1.0}).per_reward["accuracy"]
+        acc = _score_groups(res.groups, {"accuracy": 1.0}, runtime=runtime).per_reward["accuracy"]
     row["accuracy"] = sum(acc) / len(acc)
     well_formed = [is_well_formed(r) for r in responses]
     row["format_rate"] = sum(well_formed) / len(well_formed)
@@ -270,6 +273,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
     seed_everything(cfg.seed)
     policy, ref, tokenizer = load_model(cfg.model, device, need_ref=cfg.grpo.beta != 0.0)
     source = build_source(cfg.data, tokenizer, cfg.seed)
+    if cfg.reward_runtime.workers:
+        configure_reward_pool(size=cfg.reward_runtime.workers)
     rollout = build_rollout(cfg.rollout, policy, tokenizer)
     learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens)
 
@@ -303,7 +308,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
             rollout.sync_weights(policy)
             t3 = time.perf_counter()
             times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t3 - t0}
-            row, warnings = _step_metrics(step, res, stats, times, monitor)
+            row, warnings = _step_metrics(step, res, stats, times, monitor, cfg.reward_runtime)
             logger.log_metrics(row)
             for w in warnings:
                 msg = f"[r1kit] step {step}: warning: {w}"
@@ -311,7 +316,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
             done = step
             if cfg.train.samples_every and step % cfg.train.samples_every == 0:
                 logger.log_samples(_sample_rows(step, res, adv, cfg.train.log_all_samples))
-            if cfg.train.save_every and step % cfg.train.save_every == 0:
+            # the last step is always saved, so `--resume` with more steps continues from it
+            if cfg.train.save_every and (step % cfg.train.save_every == 0 or step == cfg.train.max_steps):
                 last_ckpt = str(
                     save_checkpoint(
                         run_dir, step, policy, tokenizer, learner.optimizer, learner.scheduler,

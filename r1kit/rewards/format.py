@@ -1,7 +1,8 @@
 """Format rewards for the R1-Zero output layout ``<think> ... </think> <answer> ... </answer>``.
 
-Everything here is linear time (``str.find`` / ``str.count``): no backtracking regex, so a long
-or adversarial completion cannot stall the training loop.
+Everything here is linear time (``str.find`` / ``str.count`` / ``str.replace``): no regex and no
+per-character Python loop, so a long or adversarial completion cannot stall the training loop
+(``benchmarks/bench_format.py`` prints the milliseconds per 200 KB input).
 """
 
 from __future__ import annotations
@@ -16,37 +17,37 @@ TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 END_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<｜end▁of▁sentence｜>")
 
 
-def strip_end_tokens(response: str) -> str:
-    """Surrounding whitespace and any trailing end-of-text tokens removed."""
-    end = len(response.rstrip())
-    changed = True
-    while changed:
-        changed = False
-        for tok in END_TOKENS:
-            if response.endswith(tok, 0, end):
-                end -= len(tok)
-                while end > 0 and response[end - 1].isspace():
-                    end -= 1
-                changed = True
-    return response[:end].strip()
+def only_end_tokens(text: str) -> bool:
+    """True if ``text`` is empty or only whitespace and end-of-text tokens (in any number)."""
+    for tok in END_TOKENS:
+        # a space, not "", so that removing one token cannot join its neighbours into another
+        text = text.replace(tok, " ")
+    return not text or text.isspace()
 
 
 def is_well_formed(response: str) -> bool:
     """Strict R1-Zero format.
 
-    After stripping whitespace and trailing end-of-text tokens the response must be exactly
-    ``<think>`` reasoning ``</think>`` [whitespace] ``<answer>`` answer ``</answer>``, with each tag
-    once, nothing before ``<think>`` or after ``</answer>``, and a non-empty answer. The reasoning
-    may be empty: the tags are what the format reward teaches.
+    After stripping surrounding whitespace the response must be exactly ``<think>`` reasoning
+    ``</think>`` [whitespace] ``<answer>`` answer ``</answer>``, optionally followed by end-of-text
+    tokens (``END_TOKENS``, any number, whitespace between them allowed). Tags are case-sensitive
+    and each appears exactly once; nothing may come before ``<think>``; the answer must be
+    non-empty after stripping whitespace. The reasoning may be empty: the tags are what the format
+    reward teaches.
+
+    Linear time: a handful of ``str.find`` / ``str.count`` / ``str.replace`` passes.
     """
-    text = strip_end_tokens(response)
-    if not text.startswith(THINK_OPEN) or not text.endswith(ANSWER_CLOSE):
+    text = response.strip()
+    if not text.startswith(THINK_OPEN):
         return False
+    answer_close = text.rfind(ANSWER_CLOSE)
+    if answer_close < 0 or not only_end_tokens(text[answer_close + len(ANSWER_CLOSE) :]):
+        return False
+    text = text[: answer_close + len(ANSWER_CLOSE)]
     if any(text.count(tag) != 1 for tag in TAGS):
         return False
     think_close = text.find(THINK_CLOSE)
     answer_open = text.find(ANSWER_OPEN)
-    answer_close = len(text) - len(ANSWER_CLOSE)
     if not len(THINK_OPEN) <= think_close < answer_open:
         return False
     if text[think_close + len(THINK_CLOSE) : answer_open].strip():
@@ -63,9 +64,10 @@ def soft_format_score(response: str) -> float:
     - a ``</think>``, then an ``<answer>``, then an ``</answer>``, with non-empty text between the
       last two (the first such occurrences are used).
 
-    ``<think>`` is not counted: r1kit pre-fills it, so it carries no signal.
+    ``<think>`` is not counted: r1kit pre-fills it, so it carries no signal. Text after
+    ``</answer>`` is not judged here (that is the strict ``format`` reward's job).
     """
-    text = strip_end_tokens(response)
+    text = response
     score = 0.25 * sum(text.count(tag) == 1 for tag in (THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE))
     think_close = text.find(THINK_CLOSE)
     answer_open = text.find(ANSWER_OPEN, think_close + 1) if think_close >= 0 else -1

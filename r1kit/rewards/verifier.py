@@ -1,126 +1,170 @@
-"""math-verify behind a process boundary, so a sympy call that never ends costs a timeout, not a run.
+"""Math answer comparison behind a process boundary, so a sympy call that never ends costs a
+timeout, not a run.
 
 ``math_verify`` guards its own calls with ``signal.alarm``, which only works on the main thread,
 and with the alarm off nothing stops ``parse``/``verify`` on answers like ``2^{2^{40}}`` or
-``\\binom{10^9}{5\\cdot 10^5}`` (both hang sympy). So the comparison runs in one long-lived worker
-subprocess (``python -m r1kit.rewards.verify_worker``) speaking JSON lines over stdin/stdout; the client
-waits at most ``timeout_s`` for an answer, and on a timeout kills the worker, answers False and
-starts a fresh worker for the next call. The worker's address space is capped so a runaway big
-integer ends in MemoryError (-> False) instead of swapping the machine.
+``\\binom{10^9}{5\\cdot 10^5}`` (both hang sympy). So ``r1kit.rewards.equivalence.verify_pair``
+runs in the shared worker pool (``r1kit.rewards.pool``): each comparison has a wall-clock deadline,
+and a worker that runs past it is killed and replaced; the comparison counts as not equal and as a
+timeout. A worker that crashes (or ends in MemoryError under its memory cap) counts as an error.
 
-The client is thread-safe (one request in flight at a time) and does not use ``multiprocessing``,
-so it never re-imports the user's ``__main__``.
+Inside a pool worker (a reward function that the pool runs calls ``answers_match``) the
+comparison runs in-process: that worker is already under a deadline, and a pool inside a pool
+would only multiply processes.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
 import os
-import select
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
+import weakref
+from typing import Iterable
+
+from r1kit.rewards.pool import (
+    DEFAULT_BATCH_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    ERROR,
+    OK,
+    TIMEOUT,
+    WorkerPool,
+    describe_exception,
+    get_pool,
+    in_worker,
+    report,
+    resolve_target,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 5.0
-# Starting Python and importing sympy is not part of any one comparison's budget.
-STARTUP_TIMEOUT_S = 120.0
+VERIFY_TARGET = "r1kit.rewards.equivalence:verify_pair"
+
+__all__ = ["DEFAULT_BATCH_TIMEOUT_S", "DEFAULT_TIMEOUT_S", "MathVerifier", "VERIFIER", "VERIFY_TARGET"]
 
 
 class MathVerifier:
-    """Client of the worker: ``equivalent(gold, prediction, timeout_s) -> bool``."""
+    """``equivalent(gold, prediction, timeout_s) -> bool`` through the worker pool.
 
-    def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or [sys.executable, "-m", "r1kit.rewards.verify_worker"]
+    ``target`` is the comparison run in the workers (``module:qualname``, called as
+    ``fn(gold, prediction)``); ``pool`` defaults to the process-wide pool. ``timeouts`` and
+    ``errors`` count comparisons cut off or crashed since creation (thread-safe; for metrics).
+    """
+
+    def __init__(self, pool: WorkerPool | None = None, target: str = VERIFY_TARGET) -> None:
+        self._pool = pool
+        self.target = target
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._owner_pid = os.getpid()
-        # Counters for metrics and tests: comparisons that timed out, worker processes started.
-        self.timeouts = 0
-        self.starts = 0
+        self._timeouts = 0
+        self._errors = 0
+        _VERIFIERS.add(self)
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool or get_pool()
+
+    @property
+    def timeouts(self) -> int:
+        with self._lock:
+            return self._timeouts
+
+    @property
+    def errors(self) -> int:
+        with self._lock:
+            return self._errors
 
     def equivalent(self, gold: str, prediction: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-        """math-verify's ``verify(parse(gold), parse(prediction))``; False on error or timeout."""
-        request = json.dumps({"gold": gold, "pred": prediction}) + "\n"
+        """The comparison's answer; False when it fails or takes longer than ``timeout_s``."""
+        return self.equivalent_many([(gold, prediction)], timeout_s, batch_timeout_s=None)[0]
+
+    def equivalent_many(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        batch_timeout_s: float | None = DEFAULT_BATCH_TIMEOUT_S,
+    ) -> list[bool]:
+        """``equivalent`` for each ``(gold, prediction)``, in parallel on the pool's workers.
+
+        Each comparison may take ``timeout_s``; all of them together ``batch_timeout_s`` (None:
+        no batch limit beyond the per-answer one and the worker start-up). Identical pairs are
+        compared once.
+        """
+        pairs = [(str(g), str(p)) for g, p in pairs]
+        unique = list(dict.fromkeys(pairs))
+        answers: dict[tuple[str, str], bool] = {}
+        failed: list[tuple[str, str, tuple[str, str]]] = []  # (status, message, pair)
+        if in_worker():
+            fn = resolve_target(self.target)
+            for pair in unique:
+                try:
+                    answers[pair] = bool(fn(*pair))
+                except Exception as e:  # noqa: BLE001 - MemoryError, RecursionError, sympy internals
+                    answers[pair] = False
+                    failed.append((ERROR, describe_exception(e), pair))
+        else:
+            pool = self.pool
+            if batch_timeout_s is None:
+                # Only the per-answer deadline, plus starting a worker and importing sympy.
+                rounds = -(-len(unique) // pool.size)
+                batch_timeout_s = timeout_s * rounds + pool.import_timeout_s
+            calls = [(pair, {}) for pair in unique]
+            target = ("r1kit.rewards.verifier:load_comparison", (self.target,))
+            results = pool.map(target, calls, timeout_s=timeout_s, batch_timeout_s=batch_timeout_s)
+            for pair, res in zip(unique, results):
+                answers[pair] = res.status == OK and bool(res.value)
+                if res.status != OK:
+                    failed.append((res.status, res.error or "", pair))
+        if failed:
+            self._record(failed, timeout_s)
+        return [answers[pair] for pair in pairs]
+
+    def _record(self, failed: list[tuple[str, str, tuple[str, str]]], timeout_s: float) -> None:
+        timeouts = [pair for status, _, pair in failed if status == TIMEOUT]
+        errors = [(message, pair) for status, message, pair in failed if status != TIMEOUT]
         with self._lock:
-            try:
-                proc = self._ensure_started()
-                proc.stdin.write(request.encode())
-                proc.stdin.flush()
-                line = self._read_line(proc, timeout_s)
-            except (OSError, ValueError, TimeoutError) as e:
-                if isinstance(e, TimeoutError):
-                    self.timeouts += 1
-                    logger.warning("math-verify took longer than %.1fs on %r; scored as wrong",
-                                   timeout_s, prediction[:80])
-                else:
-                    logger.warning("math-verify worker failed (%s); scored as wrong", e)
-                self._kill()
-                return False
-        try:
-            return bool(json.loads(line)["ok"])
-        except (ValueError, KeyError, TypeError):
-            return False
+            self._timeouts += len(timeouts)
+            self._errors += len(errors)
+        for _ in errors:
+            report(ERROR)  # inside a worker: tell the pool's caller (the scorer) about it
+        if timeouts:
+            logger.warning(
+                "%d math comparison(s) took longer than %.1fs (e.g. %r); scored as wrong",
+                len(timeouts), timeout_s, timeouts[0][1][:80],
+            )
+        for message, pair in errors[:1]:
+            logger.warning("%d math comparison(s) failed (e.g. %s on %r); scored as wrong", len(errors), message, pair[1][:80])
 
-    def close(self) -> None:
-        with self._lock:
-            self._kill()
 
-    def _ensure_started(self) -> subprocess.Popen:
-        if self._owner_pid != os.getpid():
-            # A forked child inherited the parent's pipes: leave that worker alone, start its own.
-            self._proc, self._owner_pid = None, os.getpid()
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
-        root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        self.starts += 1
-        self._proc = subprocess.Popen(
-            self.command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        ready = self._read_line(self._proc, STARTUP_TIMEOUT_S)
-        if json.loads(ready).get("ready") is not True:
-            raise OSError(f"the math-verify worker did not start properly: {ready.strip()!r}")
-        return self._proc
+# Comparisons that make sympy import and build what the first real answers will need.
+_WARM_UP_PAIRS = [("$\\frac{1}{2}$", "$0.5$"), ("\\sqrt{12}", "2\\sqrt{3}"), ("$x^2+1$", "$1+x^2$")]
 
-    @staticmethod
-    def _read_line(proc: subprocess.Popen, timeout_s: float) -> str:
-        # One request, one response line: after a readline nothing is left buffered, so select()
-        # on the pipe tells the truth about whether the next line has arrived.
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if ready:
-                line = proc.stdout.readline()
-                if not line:
-                    raise OSError(f"math-verify worker exited with code {proc.wait()}")
-                return line.decode()
 
-    def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or self._owner_pid != os.getpid():
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+def warm_up() -> None:
+    """Import math-verify and sympy and run a few comparisons (~0.5 s, once per worker), so
+    that no answer's deadline is spent on imports; an install that cannot compare raises here."""
+    from r1kit.rewards.equivalence import verify_pair
 
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, prediction in _WARM_UP_PAIRS:
+        verify_pair(gold, prediction)
+
+
+def load_comparison(target: str):
+    """Worker side: the comparison ``target``, warmed up when it is the default one (this runs as
+    the worker's import step, charged to its start-up rather than to an answer's deadline)."""
+    fn = resolve_target(target)
+    if target == VERIFY_TARGET:
+        warm_up()
+    return fn
+
+
+_VERIFIERS: "weakref.WeakSet[MathVerifier]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for verifier in list(_VERIFIERS):
+        verifier._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 VERIFIER = MathVerifier()
-atexit.register(VERIFIER.close)

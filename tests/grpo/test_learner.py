@@ -66,7 +66,8 @@ def _grads(model, tok, loss_type, micro, beta=0.0):
     ref = copy.deepcopy(model).eval() if beta else None
     learner = Learner(m, ref, GRPOConfig(loss_type=loss_type, beta=beta), TrainConfig(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
-    learner.optimizer.step = lambda: None  # keep weights: we only compare gradients
+    for group in learner.optimizer.param_groups:  # keep weights: we only compare gradients
+        group["lr"] = 0.0
     stats = learner.step(b)
     return {n: p.grad.clone() for n, p in m.named_parameters()}, stats
 

@@ -77,11 +77,8 @@ def test_tag_count(response, expected):
     assert REWARDS["tag_count"]([""], [response]) == [expected]
 
 
-def test_is_well_formed_is_linear_on_adversarial_input():
-    import time
-
+def test_is_well_formed_on_adversarial_input():
+    # timing lives in benchmarks/bench_format.py; here: the verdicts on a backtracking trap
     nasty = "<think>" + "</think><answer>" * 200_000 + "</s>" * 50_000
-    start = time.perf_counter()
     assert not is_well_formed(nasty)
-    soft_format_score(nasty)
-    assert time.perf_counter() - start < 1.0
+    assert soft_format_score(nasty) == 0.0
