@@ -160,3 +160,34 @@ def test_samples_default_to_the_extremes_of_each_step():
     assert [(r["kind"], r["completion"], r["reward"]) for r in rows] == [("highest", "<think>b", 1.0), ("lowest", "<think>c", 0.0)]
     assert rows[0]["reward/accuracy"] == 1.0 and rows[0]["truncated"] and rows[0]["completion_tokens"] == 2
     assert len(_sample_rows(7, res, adv, log_all=True)) == 4
+
+
+def test_a_reward_that_hangs_is_cut_off_and_training_continues(tmp_path, tiny_dir):
+    """A reward that never returns costs its deadline, scores 0, is counted, and the run finishes."""
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "rewards"))
+    cfg = load_config(
+        None,
+        [
+            f"model.name_or_path={tiny_dir}",
+            f"output_dir={tmp_path / 'run'}",
+            "rewards={soft_format: 1.0, hanging_rewards:sleep_forever: 1.0}",
+            "reward_runtime.timeout_s=0.5",
+            "reward_runtime.batch_timeout_s=1.0",
+            "rollout.group_size=2",
+            "rollout.max_new_tokens=4",
+            "train.prompts_per_step=1",
+            "train.max_steps=2",
+            "train.progress=false",
+        ],
+    )
+    start = time.monotonic()
+    run_dir = train(cfg)
+    elapsed = time.monotonic() - start
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["reward/timeouts"] == 2 and r["rewards/hanging_rewards:sleep_forever/mean"] == 0.0 for r in rows)
+    assert json.loads((run_dir / "run_state.json").read_text())["status"] == "completed"
+    assert elapsed < 2 * (1.0 + 1.0) + 20  # two steps, each cut off within its batch deadline + 1 s
