@@ -31,7 +31,7 @@ def main() -> None:
     policy, ref, tok = load_model(cfg.model, need_ref=cfg.grpo.beta != 0)
     source = build_source(cfg.data, tok, cfg.seed)
     rollout = build_rollout(cfg.rollout, policy, tok)
-    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens)
+    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature)
 
     for step in range(1, 4):
         res = rollout_and_score(cfg, source, rollout)  # generate G completions per prompt, score them

@@ -34,7 +34,8 @@ class LoraConfig:
 class ModelConfig:
     # A builtin name (see r1kit.models.BUILTIN_MODELS), a local HF directory, or a hub id.
     name_or_path: str = "smollm2-135m-instruct"
-    # "auto": float32 on CPU (no bf16 units on most CPUs), bfloat16 on GPU.
+    # "auto": fp32 weights; forward passes in bf16 (autocast) on GPU, fp32 on CPU.
+    # "bfloat16": bf16 weights (half the memory; small updates can round away).
     dtype: str = "auto"
     gradient_checkpointing: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -167,7 +168,7 @@ class Config:
 
 
 _CHOICES = {
-    "model.dtype": {"auto", "float32", "bfloat16", "float16"},
+    "model.dtype": {"auto", "float32", "bfloat16"},
     "data.source": {"arithmetic", "countdown", "dataset"},
     "data.template": {"r1zero", "chat"},
     "data.dataset.format": {"gsm8k", "math"},
@@ -254,8 +255,23 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _split_key(dotted: str, value: Any) -> list[str]:
+    """Split an override key on dots, except inside reward names, which may be dotted module
+    paths: ``rewards.pkg.mod:fn`` -> [rewards, pkg.mod:fn];
+    ``reward_options.pkg.mod:fn.max_len`` -> [reward_options, pkg.mod:fn, max_len]."""
+    head, _, rest = dotted.partition(".")
+    if head == "rewards" and rest:
+        return [head, rest]
+    if head == "reward_options" and rest:
+        name, dot, option = rest.rpartition(".")
+        if dot and not isinstance(value, dict) and ":" not in option:
+            return [head, name, option]
+        return [head, rest]
+    return dotted.split(".")
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
+    parts = _split_key(dotted, value)
     node = tree
     for p in parts[:-1]:
         node = node.setdefault(p, {})

@@ -152,9 +152,20 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    """dtype of the weights: ``auto`` keeps fp32 master weights (AdamW updates of ~lr are lost
+    to bf16 rounding), ``bfloat16`` stores them in bf16 to save memory."""
+    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+
+
+def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """``auto`` on a GPU computes forward passes in bf16 under autocast; on CPU, fp32 throughout
+    (CPUs without bf16 units run bf16 ~10x slower)."""
+    return torch.bfloat16 if dtype == "auto" and device.type == "cuda" else None
+
+
+def autocast(device: torch.device, amp: torch.dtype | None):
+    """``torch.autocast`` for ``amp``, or a no-op context when it is None."""
+    return torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None)
 
 
 def default_device() -> torch.device:

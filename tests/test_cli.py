@@ -195,3 +195,18 @@ def test_module_function_rewards_resolve_from_the_working_directory(tmp_path, mo
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert main(["config", "rewards={my_cwd_rewards:brevity: 0.5}"]) == 0
     assert "my_cwd_rewards:brevity: 0.5" in capsys.readouterr().out
+
+
+def test_resume_applies_an_lr_override(tmp_path, tiny_dir):
+    import json
+
+    from r1kit.cli import main
+
+    out = tmp_path / "run"
+    args = ["grpo", "configs/r1zero_cpu.yaml", f"model.name_or_path={tiny_dir}", f"output_dir={out}",
+            "train.max_steps=2", "train.save_every=1", "train.prompts_per_step=1", "rollout.group_size=2",
+            "rollout.max_new_tokens=4", "train.progress=false", "train.warmup_steps=0"]
+    assert main(args) == 0
+    assert main(["grpo", "--resume", str(out), "train.max_steps=3", "train.lr=3e-4"]) == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == [1e-5, 1e-5, 3e-4]

@@ -171,3 +171,17 @@ def test_resolved_config_round_trips(base_yaml, tmp_path):
     # and the defaults round-trip as well (None values, nested sections)
     save_config(Config(), path)
     assert load_config(path) == Config()
+
+
+def test_overrides_of_dotted_reward_names_and_their_options():
+    from r1kit.config import parse_overrides
+
+    tree = parse_overrides(["rewards.pkg.mod:fn=0.5", "reward_options.overlong.max_len=48", "reward_options.pkg.mod:fn.alpha=3"])
+    assert tree == {"rewards": {"pkg.mod:fn": 0.5}, "reward_options": {"overlong": {"max_len": 48}, "pkg.mod:fn": {"alpha": 3}}}
+    cfg = load_config(None, ["rewards.overlong=0.1", "reward_options.overlong.max_len=48", "reward_options.overlong.buffer=8"])
+    assert cfg.rewards["overlong"] == 0.1 and cfg.reward_options == {"overlong": {"max_len": 48, "buffer": 8}}
+
+
+def test_misspelt_reward_option_is_named():
+    with pytest.raises(ConfigError, match="no option 'bufer'; did you mean 'buffer'"):
+        load_config(None, ["rewards.overlong=0.1", "reward_options.overlong.bufer=8"])

@@ -122,3 +122,25 @@ def test_resume_without_a_complete_checkpoint(cfg_path, tmp_path, capsys):
     # and a new run refuses to write over it
     with pytest.raises(TrainingError, match="already holds a run"):
         train(load_config(cfg_path, [f"output_dir={run_dir}"]))
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_run_again(tmp_path, tiny_dir, monkeypatch):
+    import json
+
+    import r1kit.grpo.learner as learner_mod
+    from r1kit.config import load_config
+    from r1kit.grpo.train import TrainingError, train
+
+    overrides = [f"model.name_or_path={tiny_dir}", f"output_dir={tmp_path / 'run'}", "train.max_steps=2",
+                 "train.save_every=5", "train.prompts_per_step=1", "rollout.group_size=2",
+                 "rollout.max_new_tokens=4", "train.progress=false"]
+    real = learner_mod.policy_loss
+    monkeypatch.setattr(learner_mod, "policy_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    with pytest.raises(TrainingError, match="step 1"):
+        train(load_config(None, overrides))
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())
+    assert state["status"] == "failed" and state["last_checkpoint"] is None
+    monkeypatch.setattr(learner_mod, "policy_loss", real)
+    run_dir = train(load_config(None, overrides))  # same output_dir: allowed, starts over
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]

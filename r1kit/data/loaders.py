@@ -77,6 +77,14 @@ def _load(cfg: DatasetConfig):
         ) from e
 
 
+def _math_answer(solution: str) -> str | None:
+    """The boxed answer of a MATH solution; several boxes ("$\\boxed{1}$ and $\\boxed{2}$")
+    are one answer ("1, 2"), as the reward reads them."""
+    from r1kit.rewards.math import gold_answer
+
+    return gold_answer(solution) if last_boxed(solution) is not None else None
+
+
 def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
     """Load ``cfg.path`` and return ``[{"question", "answer", "solution", "task": "math"}, ...]``.
 
@@ -98,7 +106,7 @@ def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
             )
     if cfg.limit is not None:
         ds = ds.select(range(min(max(cfg.limit, 0), len(ds))))
-    extract = gsm8k_answer if cfg.format == "gsm8k" else last_boxed
+    extract = gsm8k_answer if cfg.format == "gsm8k" else _math_answer
     marker = "'#### <answer>'" if cfg.format == "gsm8k" else "\\boxed{...}"
     rows = []
     for i, row in enumerate(ds.select_columns(list(dict.fromkeys([q_col, a_col]))).to_list()):

@@ -11,7 +11,7 @@ import torch
 
 from r1kit.config import GRPOConfig, TrainConfig
 from r1kit.grpo.loss import micro_batch_weight, policy_loss
-from r1kit.models import reference_context
+from r1kit.models import autocast, reference_context
 from r1kit.types import Batch, Group
 
 
@@ -86,9 +86,17 @@ def _shared_prompt_logits(model, batch: Batch, uniq_UP: torch.Tensor, inverse_B:
     return torch.cat([first_B1V, rest], dim=1)
 
 
-def completion_logits(model, batch: Batch) -> torch.Tensor:
+def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
     """Logits [B, C, V] predicting each completion token; only completion positions are projected
-    to the vocabulary, and prompts shared by several rows (a GRPO group) are run once."""
+    to the vocabulary, and prompts shared by several rows (a GRPO group) are run once.
+
+    Divided by the sampling ``temperature`` (when > 0), so log-probs are those of the
+    distribution the completions were drawn from."""
+    logits = _completion_logits(model, batch)
+    return logits / temperature if temperature > 0 and temperature != 1.0 else logits
+
+
+def _completion_logits(model, batch: Batch) -> torch.Tensor:
     checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training
     if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
         key_BK = torch.cat([batch.prompt_ids_BP, batch.prompt_mask_BP], dim=1)
@@ -98,8 +106,8 @@ def completion_logits(model, batch: Batch) -> torch.Tensor:
     return _plain_logits(model, batch)
 
 
-def token_logprobs(model, batch: Batch, chunk: int = 1024) -> torch.Tensor:
-    return selective_log_softmax(completion_logits(model, batch), batch.completion_ids_BC, chunk)
+def token_logprobs(model, batch: Batch, chunk: int = 1024, temperature: float = 1.0) -> torch.Tensor:
+    return selective_log_softmax(completion_logits(model, batch, temperature), batch.completion_ids_BC, chunk)
 
 
 def make_batch(groups: list[Group], adv_B: torch.Tensor, pad_id: int, mask_truncated: bool = False) -> Batch:
@@ -142,8 +150,13 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 class Learner:
     """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates."""
 
-    def __init__(self, policy, ref, grpo: GRPOConfig, train: TrainConfig, max_completion_length: int):
+    def __init__(
+        self, policy, ref, grpo: GRPOConfig, train: TrainConfig, max_completion_length: int, temperature: float = 1.0,
+        amp: torch.dtype | None = None,
+    ):
+        self.amp = amp  # autocast dtype for forward passes (None: the weights' dtype)
         self.policy, self.ref, self.grpo, self.train_cfg = policy, ref, grpo, train
+        self.temperature = temperature  # the rollout's: log-probs of the sampling distribution
         self.max_completion_length = max_completion_length  # the Dr. GRPO normaliser
         params = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -175,11 +188,12 @@ class Learner:
         for idx in self._micro_batches(batch):
             mb = self._to_device(batch.select(idx))
             w = mb.completion_ids_BC.shape[1]
-            if need_old:
-                old[idx, :w] = token_logprobs(self.policy, mb, self.train_cfg.logit_chunk).float().cpu()
-            if need_ref:
-                with reference_context(self.policy, self.ref) as ref_model:
-                    ref[idx, :w] = token_logprobs(ref_model, mb, self.train_cfg.logit_chunk).float().cpu()
+            with autocast(self.device, self.amp):
+                if need_old:
+                    old[idx, :w] = token_logprobs(self.policy, mb, self.train_cfg.logit_chunk, self.temperature).float().cpu()
+                if need_ref:
+                    with reference_context(self.policy, self.ref) as ref_model:
+                        ref[idx, :w] = token_logprobs(ref_model, mb, self.train_cfg.logit_chunk, self.temperature).float().cpu()
         self.policy.train(was_training)
         batch.old_logp_BC = old[:, :C] if need_old else None
         batch.ref_logp_BC = ref[:, :C] if need_ref else None
@@ -203,7 +217,8 @@ class Learner:
             loss_total, ent_total = 0.0, 0.0
             for idx in self._micro_batches(batch):
                 mb = self._to_device(batch.select(idx))
-                logits = completion_logits(self.policy, mb)
+                with autocast(self.device, self.amp):
+                    logits = completion_logits(self.policy, mb, self.temperature)
                 logp = selective_log_softmax(logits, mb.completion_ids_BC, cfg.logit_chunk)
                 ent_total += entropy_sum(logits, mb.completion_mask_BC, cfg.logit_chunk)
                 del logits

@@ -32,7 +32,7 @@ from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
-from r1kit.models import default_device, load_model
+from r1kit.models import autocast_dtype, default_device, load_model
 from r1kit.rewards import score
 from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
@@ -202,9 +202,19 @@ def _holds_run(run_dir: Path) -> bool:
     return any((run_dir / n).exists() for n in ("metrics.jsonl", "checkpoints", STATE_FILE, "config.yaml"))
 
 
+def _failed_before_any_checkpoint(run_dir: Path) -> bool:
+    """A run that failed before saving anything: nothing to resume, nothing worth keeping."""
+    try:
+        state = json.loads((run_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return state.get("status") == "failed" and latest_checkpoint(run_dir) is None
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A new run never writes into an old one; a resumed run needs a complete checkpoint."""
-    if not resume and _holds_run(run_dir):
+    """A new run never writes into an old one (unless that one failed before its first
+    checkpoint); a resumed run needs a complete checkpoint."""
+    if not resume and _holds_run(run_dir) and not _failed_before_any_checkpoint(run_dir):
         raise TrainingError(
             f"output_dir {run_dir} already holds a run; resume it with `r1kit grpo --resume {run_dir}` "
             "or choose another output_dir"
@@ -216,6 +226,10 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 def _new_run_dir(cfg: Config) -> Path:
     run_dir = Path(cfg.output_dir)
     _check_run_dir(run_dir, resume=False)
+    if _failed_before_any_checkpoint(run_dir):  # start over: the old rows would mix with the new
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
@@ -240,12 +254,25 @@ def _restore(cfg: Config, policy, learner: Learner, source) -> dict[str, Any]:
         load_policy_weights(policy, ckpt)
         learner.optimizer.load_state_dict(state["optimizer"])
         learner.scheduler.load_state_dict(state["scheduler"])
+        _apply_optimizer_config(learner, cfg)
     except (ValueError, KeyError, RuntimeError) as e:
         raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
     source.load_state_dict(state["data"])
     set_rng_state(state["rng"])
     state["path"] = ckpt
     return state
+
+
+def _apply_optimizer_config(learner: Learner, cfg: Config) -> None:
+    """The resumed config wins over the checkpoint's hyper-parameters (lr, betas, weight decay),
+    so what config.yaml records is what trains; moments and the step count are kept."""
+    t = cfg.train
+    sched = learner.scheduler
+    sched.base_lrs = [t.lr for _ in sched.base_lrs]
+    for group, lam in zip(learner.optimizer.param_groups, sched.lr_lambdas):
+        group.update(initial_lr=t.lr, lr=t.lr * lam(sched.last_epoch), weight_decay=t.weight_decay,
+                     betas=(t.adam_beta1, t.adam_beta2))
+    sched._last_lr = [g["lr"] for g in learner.optimizer.param_groups]
 
 
 def _resumed_run_dir(cfg: Config, start: int) -> Path:
@@ -275,8 +302,9 @@ def train(cfg: Config, resume: bool = False) -> Path:
     source = build_source(cfg.data, tokenizer, cfg.seed)
     if cfg.reward_runtime.workers:
         configure_reward_pool(size=cfg.reward_runtime.workers)
-    rollout = build_rollout(cfg.rollout, policy, tokenizer)
-    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens)
+    amp = autocast_dtype(cfg.model.dtype, device)
+    rollout = build_rollout(cfg.rollout, policy, tokenizer, amp)
+    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, amp)
 
     state = _restore(cfg, policy, learner, source) if resume else None
     start = int(state["step"]) if state else 0

@@ -22,9 +22,10 @@ class RolloutBackend(Protocol):
         ...
 
 
-def build_rollout(cfg: RolloutConfig, model, tokenizer) -> RolloutBackend:
+def build_rollout(cfg: RolloutConfig, model, tokenizer, amp=None) -> RolloutBackend:
+    """``amp``: autocast dtype for forward passes (None = the weights' dtype)."""
     if cfg.backend == "hf":
         from r1kit.rollout.hf import HFRollout
 
-        return HFRollout(model, tokenizer, cfg)
+        return HFRollout(model, tokenizer, cfg, amp)
     raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: 'hf')")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from r1kit.config import RolloutConfig
+from r1kit.models import autocast
 from r1kit.types import Group, Sample
 
 
@@ -118,8 +119,8 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 class HFRollout:
     """Generation with the training model itself; ``sync_weights`` is a no-op (shared weights)."""
 
-    def __init__(self, model, tokenizer, cfg: RolloutConfig):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+    def __init__(self, model, tokenizer, cfg: RolloutConfig, amp=None):
+        self.model, self.tokenizer, self.cfg, self.amp = model, tokenizer, cfg, amp
         self.eos_ids = eos_token_ids(model, tokenizer)
 
     def generate(self, samples: list[Sample]) -> list[Group]:
@@ -133,10 +134,11 @@ class HFRollout:
         try:
             for lo in range(0, len(samples), step):
                 chunk = prompt_ids[lo : lo + step]
-                tokens_BT, lengths_B = generate_groups(
-                    self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
-                    cfg.temperature, cfg.top_p, cfg.top_k,
-                )
+                with autocast(next(self.model.parameters()).device, self.amp):
+                    tokens_BT, lengths_B = generate_groups(
+                        self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
+                        cfg.temperature, cfg.top_p, cfg.top_k,
+                    )
                 tokens, lengths = tokens_BT.tolist(), lengths_B.tolist()
                 for i, ids in enumerate(chunk):
                     rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)

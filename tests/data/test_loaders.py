@@ -98,3 +98,17 @@ def test_directory_uses_the_split(tmp_path):
     test = load_rows(DatasetConfig(path=str(tmp_path), split="test"))
     assert [r["question"] for r in train] == ["train0", "train1", "train2"]
     assert [r["question"] for r in test] == ["test0", "test1"]
+
+
+def test_math_solution_with_several_boxes_keeps_the_whole_answer(tmp_path):
+    import json
+
+    from r1kit.config import DatasetConfig
+    from r1kit.data.loaders import load_rows
+    from r1kit.rewards.math import answers_match
+
+    path = tmp_path / "two_boxes.jsonl"
+    path.write_text(json.dumps({"problem": "Solve x^2 = 3x - 2.", "solution": "The solutions are $\\boxed{1}$ and $\\boxed{2}$."}) + "\n")
+    (row,) = load_rows(DatasetConfig(path=str(path), format="math"))
+    assert row["answer"] == "1, 2"
+    assert answers_match("1, 2", row["answer"]) and not answers_match("2", row["answer"])

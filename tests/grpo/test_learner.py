@@ -136,3 +136,37 @@ def test_shared_prompt_path_equals_plain_path(tok, arch):
     gp = torch.autograd.grad(selective_log_softmax(plain, idx).mul(b.completion_mask_BC).sum(), list(model.parameters()))
     for a, c in zip(gs, gp):
         assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)
+
+
+def test_learner_logprobs_use_the_sampling_temperature(tok, model):
+    """Samples drawn at temperature T are scored under softmax(logits / T)."""
+    model.eval()
+    b = make_batch(_groups(tok), torch.zeros(4), tok.pad_token_id)
+    plain = _plain_logits_for_test(model, b)
+    lp = token_logprobs(model, b, temperature=0.7)
+    ref = torch.log_softmax(plain / 0.7, -1).gather(-1, b.completion_ids_BC[..., None]).squeeze(-1)
+    assert torch.allclose(lp, ref, atol=1e-5)
+    assert not torch.allclose(lp, token_logprobs(model, b), atol=1e-3)
+
+
+def _plain_logits_for_test(model, b):
+    from r1kit.grpo.learner import _plain_logits
+
+    return _plain_logits(model, b)
+
+
+def test_autocast_step_keeps_fp32_master_weights(tok, model):
+    """dtype auto on a GPU: fp32 weights, bf16 forward passes (exercised here with CPU autocast)."""
+    from r1kit.models import autocast_dtype, resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float32
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert autocast_dtype("auto", torch.device("cpu")) is None and autocast_dtype("float32", torch.device("cuda")) is None
+    m = copy.deepcopy(model)
+    learner = Learner(m, None, GRPOConfig(num_iterations=2), TrainConfig(micro_batch_size=2, lr=1e-2), 8, amp=torch.bfloat16)
+    b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
+    before = copy.deepcopy(m.state_dict())
+    stats = learner.step(b)
+    assert math.isfinite(stats["loss"]) and b.old_logp_BC.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
