@@ -11,7 +11,10 @@ from r1kit.rewards import REWARDS, register, resolve_reward, score
 from r1kit.rewards.pool import get_pool
 from r1kit.rewards.scoring import INPROCESS, PER_BATCH, PER_ITEM_MODE, THREAD, isolation
 
-SLACK_S = 1.0
+from restart_cost import worker_restart_seconds
+
+# "cut off within the deadline + 1 s", plus what replacing a killed worker costs here and now
+SLACK_S = 1.0 + worker_restart_seconds()
 GOOD = "<think>3 + 4 = 7</think> <answer>7</answer>"
 HANG = "<think>hang</think> <answer>7</answer>"
 RAISE = "<think>raise</think> <answer>7</answer>"
