@@ -81,7 +81,7 @@ def save_checkpoint(
         "data": data_state,
     }
     torch.save(state, tmp / STATE_FILE)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():  # re-saving the same step after a resume: replace it whole
         old = root / f".old-step-{step}"
         os.rename(final, old)
@@ -89,13 +89,14 @@ def save_checkpoint(
         shutil.rmtree(old)
     else:
         os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     for _, path in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(path)
     return final
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's files and the directory entry itself to disk."""
     for f in path.iterdir():
         if f.is_file():
             with open(f, "rb") as fh:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from r1kit.checkpoint import (
+    fsync_dir,
     latest_checkpoint,
     load_policy_weights,
     load_trainer_state,
@@ -372,9 +373,15 @@ def train(cfg: Config, resume: bool = False) -> Path:
             shutil.rmtree(tmp)
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        fsync_dir(tmp)
+        if final.exists():  # a resumed run that had finished before: swap, never delete first
+            old = run_dir / ".old-final"
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]
         _write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
