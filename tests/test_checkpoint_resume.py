@@ -202,6 +202,11 @@ def test_lora_dynamic_sampling_crash_and_resume_is_exact(tmp_path, tiny_dir, rew
     ref_rows = rows(ref_dir / "metrics.jsonl")
     # the test is only meaningful if groups were dropped and refilled after the checkpoint
     assert sum(r["dynamic_sampling/dropped_groups"] for r in ref_rows[2:]) > 0
+    # tokens_generated counts the refill rounds too: more than the kept completions hold
+    for r in ref_rows:
+        if r["dynamic_sampling/rounds"] > 0:
+            kept_tokens = r["completion_length/mean"] * 2 * 2  # prompts_per_step x group_size
+            assert r["tokens_generated"] > kept_tokens + 0.5
     assert all(r["kl"] is not None for r in ref_rows) and any(r["kl"] > 0 for r in ref_rows[1:])
 
     def crash(step):

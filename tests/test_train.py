@@ -154,7 +154,7 @@ def test_samples_default_to_the_extremes_of_each_step():
         Group(Sample("p1", "<think>"), [1], [[5], [6, 7]], ["a", "b"], [False, True]),
         Group(Sample("p2", "<think>"), [2], [[8], [9]], ["c", "d"], [False, False]),
     ]
-    res = StepResult(groups, torch.tensor([0.5, 1.0, 0.0, 1.0]), {"accuracy": [0.0, 1.0, 0.0, 1.0]}, 0, 0, 0.0, 0, 0)
+    res = StepResult(groups, torch.tensor([0.5, 1.0, 0.0, 1.0]), {"accuracy": [0.0, 1.0, 0.0, 1.0]}, 0, 0, 0.0, 0, 0, 5)
     adv = torch.tensor([-1.0, 1.0, -1.0, 1.0])
     rows = _sample_rows(7, res, adv, log_all=False)
     assert [(r["kind"], r["completion"], r["reward"]) for r in rows] == [("highest", "<think>b", 1.0), ("lowest", "<think>c", 0.0)]

@@ -61,6 +61,7 @@ class StepResult:
     zero_var_frac: float
     resample_rounds: int
     dropped_groups: int
+    tokens_generated: int  # over every generation round, dropped groups included
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +100,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
     zero_var_frac = float(zero_var.float().mean())
     rounds = dropped = 0
     errors, timeouts = sum(scores.errors.values()), sum(scores.timeouts.values())
+    tokens = sum(len(c) for g in groups for c in g.completion_ids)
     if cfg.grpo.dynamic_sampling:
         kept, kept_rewards, kept_cols = [], [], {k: [] for k in scores.per_reward}
 
@@ -118,6 +120,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
         while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
+            tokens += sum(len(c) for g in more for c in g.completion_ids)
             sc = _score_groups(more, cfg.rewards, cfg.reward_options, cfg.reward_runtime)
             errors += sum(sc.errors.values())
             timeouts += sum(sc.timeouts.values())
@@ -126,7 +129,7 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
             groups = kept
             rewards = torch.tensor(kept_rewards, dtype=torch.float32)
             scores.per_reward = kept_cols
-    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped)
+    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped, tokens)
 
 
 def _step_metrics(
@@ -163,7 +166,7 @@ def _step_metrics(
     row["dynamic_sampling/rounds"] = res.resample_rounds
     row["dynamic_sampling/dropped_groups"] = res.dropped_groups
     row.update(stats)
-    row["tokens_generated"] = sum(lengths)
+    row["tokens_generated"] = res.tokens_generated
     drift, warnings = monitor.update(row["accuracy"], row["format_rate"], row["completion_length/mean"])
     row.update(drift)
     for k, v in times.items():
