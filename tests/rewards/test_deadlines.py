@@ -3,7 +3,6 @@
 import os
 import sys
 import threading
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from r1kit.rewards.verifier import VERIFIER, MathVerifier
 
 import hanging_rewards  # noqa: E402 - tests/rewards is on sys.path (pytest rootdir insertion)
 
-from restart_cost import worker_restart_seconds
+from deadline_helpers import run_in_threads, timed, worker_restart_seconds
 
 # "cut off within the deadline + 1 s", plus what replacing a killed worker costs here and now
 SLACK_S = 1.0 + worker_restart_seconds()
@@ -24,12 +23,6 @@ def pool():
     p = WorkerPool(size=2)
     yield p
     p.close()
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.monotonic()
-    out = fn(*args, **kwargs)
-    return out, time.monotonic() - t0
 
 
 def test_workers_start_lazily_are_reused_and_know_what_they_are(pool):
@@ -139,13 +132,7 @@ def test_four_threads_share_the_pool_and_each_gets_its_deadlines(pool):
         calls = [((0.05, (k, i)), {}) for i in range(6)] + [((10**6,), {})]
         results[k] = pool.map("hanging_rewards:nap", calls, timeout_s=0.5, batch_timeout_s=20)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    took = time.monotonic() - t0
+    took = run_in_threads(work, 4)
     assert sorted(results) == [0, 1, 2, 3]
     for k, res in results.items():
         assert [r.value for r in res[:6]] == [(k, i) for i in range(6)], res
@@ -241,11 +228,7 @@ def test_verifier_from_four_threads_counts_every_timeout(pool):
     def work(k):
         out[k] = (verifier.equivalent(str(k), "hang", 0.5), verifier.equivalent(str(k), str(k), 5.0))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_in_threads(work, 4)
     assert out == {k: (False, True) for k in range(4)}
     assert verifier.timeouts == 4 and verifier.errors == 0
 

@@ -3,7 +3,6 @@ counted, and the step goes on."""
 
 import logging
 import threading
-import time
 
 import pytest
 
@@ -11,7 +10,7 @@ from r1kit.rewards import REWARDS, register, resolve_reward, score
 from r1kit.rewards.pool import get_pool
 from r1kit.rewards.scoring import INPROCESS, PER_BATCH, PER_ITEM_MODE, THREAD, isolation
 
-from restart_cost import worker_restart_seconds
+from deadline_helpers import run_in_threads, timed, worker_restart_seconds
 
 # "cut off within the deadline + 1 s", plus what replacing a killed worker costs here and now
 SLACK_S = 1.0 + worker_restart_seconds()
@@ -19,12 +18,6 @@ GOOD = "<think>3 + 4 = 7</think> <answer>7</answer>"
 HANG = "<think>hang</think> <answer>7</answer>"
 RAISE = "<think>raise</think> <answer>7</answer>"
 EXIT = "<think>exit</think> <answer>7</answer>"
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.monotonic()
-    out = fn(*args, **kwargs)
-    return out, time.monotonic() - t0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -145,13 +138,8 @@ def test_score_from_four_threads_at_once():
     def work(k):
         outs[k] = score(["p"] * 4, responses, {}, weights, timeout_s=0.5, batch_timeout_s=20)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert time.monotonic() - t0 < 4 * 0.5 + SLACK_S + 3  # 4 hangs on 2 workers, plus restarts
+    took = run_in_threads(work, 4)
+    assert took < 4 * 0.5 + SLACK_S + 3  # 4 hangs on 2 workers, plus restarts
     assert sorted(outs) == [0, 1, 2, 3]
     for out in outs.values():
         assert out.per_reward["hanging_rewards:batch_sizes"] == [4.0] * 4
