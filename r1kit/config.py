@@ -173,8 +173,6 @@ _CHOICES = {
     "data.template": {"r1zero", "chat"},
     "data.dataset.format": {"gsm8k", "math"},
     "rollout.backend": {"hf"},
-    "grpo.loss_type": {"grpo", "bnpo", "dapo", "dr_grpo"},
-    "grpo.scale": {"group", "batch", "none"},
     "train.lr_schedule": {"constant", "linear", "cosine"},
 }
 
@@ -308,8 +306,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def validate(cfg: Config) -> Config:
     """Cross-field checks; raises ConfigError naming the key."""
+    from r1kit.grpo.advantages import SCALES
+    from r1kit.grpo.loss import LOSS_TYPES
+
     tree = to_dict(cfg)
-    for dotted, allowed in _CHOICES.items():
+    choices = {**_CHOICES, "grpo.loss_type": set(LOSS_TYPES), "grpo.scale": set(SCALES)}
+    for dotted, allowed in choices.items():
         node: Any = tree
         for p in dotted.split("."):
             node = node[p]

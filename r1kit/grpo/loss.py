@@ -12,6 +12,7 @@ The loss is the negative objective, aggregated by ``loss_type`` (see LOSS_TYPES)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -32,19 +33,27 @@ def _constant_norm(x_BT: torch.Tensor, mask_BT: torch.Tensor, max_len: int) -> t
     return (x_BT * mask_BT).sum() / (x_BT.shape[0] * max_len)
 
 
-# How each variant aggregates per-token losses, and what share of the full-batch loss a
-# micro-batch carries (so gradient accumulation over micro-batches equals one big batch).
-LOSS_TYPES: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
-    "grpo": _seq_mean,
-    "bnpo": _token_mean,
-    "dapo": _token_mean,
-    "dr_grpo": _constant_norm,
+@dataclass(frozen=True)
+class LossType:
+    """How a variant aggregates per-token losses, and the unit its normaliser counts
+    ("sequence" or "token"): a micro-batch carries that share of the full-batch loss, so gradient
+    accumulation over micro-batches equals one big batch."""
+
+    aggregate: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    per: str
+
+
+LOSS_TYPES: dict[str, LossType] = {
+    "grpo": LossType(_seq_mean, "sequence"),
+    "bnpo": LossType(_token_mean, "token"),
+    "dapo": LossType(_token_mean, "token"),
+    "dr_grpo": LossType(_constant_norm, "sequence"),
 }
 
 
 def micro_batch_weight(loss_type: str, mask_mb: torch.Tensor, mask_full: torch.Tensor) -> float:
     """Factor that turns a micro-batch loss into its share of the full-batch loss."""
-    if loss_type in ("bnpo", "dapo"):
+    if LOSS_TYPES[loss_type].per == "token":
         return max(1, int(mask_mb.sum())) / max(1, int(mask_full.sum()))
     return mask_mb.shape[0] / mask_full.shape[0]
 
@@ -83,7 +92,7 @@ def policy_loss(
         kl_BT = torch.exp(delta) - delta - 1
         obj_BT = obj_BT - beta * kl_BT
     max_len = max_completion_length or logp.shape[-1]
-    loss = -LOSS_TYPES[loss_type](obj_BT, mask, max_len)
+    loss = -LOSS_TYPES[loss_type].aggregate(obj_BT, mask, max_len)
 
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
