@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch-model", help="download and convert a builtin model into the cache")
     f.add_argument("name", nargs="?", default="smollm2-135m-instruct")
+
+    from r1kit.rollout.vllm_serve import add_arguments
+
+    add_arguments(sub.add_parser("vllm-serve", help="start a vLLM generation server for rollout.backend=vllm-server"))
     return p
 
 
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from r1kit.data import DataError
     from r1kit.grpo.train import TrainingError
     from r1kit.models import ModelError
+    from r1kit.rollout.vllm import RolloutError
 
     try:
         if args.command == "grpo":
@@ -108,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ModelError(f"unknown builtin model {args.name!r} (available: {', '.join(BUILTIN_MODELS)})")
             print(ensure_builtin(args.name))
             return 0
-    except (ConfigError, ModelError, DataError, TrainingError, FileNotFoundError) as e:
+        if args.command == "vllm-serve":
+            from r1kit.rollout.vllm_serve import serve
+
+            serve(args)  # only returns by raising: the process becomes the server
+    except (ConfigError, ModelError, DataError, TrainingError, RolloutError, FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2
     return 1

@@ -87,8 +87,36 @@ class DataConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """Engine settings for ``rollout.backend: vllm`` (colocated) and the ``vllm-server`` client."""
+
+    # GPU: share of GPU memory the colocated engine may take (weights + KV cache); training
+    # needs the rest.
+    gpu_memory_utilization: float = 0.3
+    # KV-cache size in GiB; 0 = from gpu_memory_utilization on a GPU, 1 GiB on a CPU.
+    kv_cache_gb: float = 0.0
+    # Longest prompt + completion the engine accepts; 0 = the model's own limit.
+    max_model_len: int = 0
+    # No CUDA graphs / torch.compile: starts in seconds (compiling takes ~100 s on a CPU).
+    enforce_eager: bool = True
+    # GPU only: free vLLM's memory while the learner runs (vLLM sleep mode, level 1).
+    sleep: bool = False
+    # vllm-server: seconds to wait for the server at startup (it may still be loading).
+    connect_timeout_s: float = 120.0
+    # vllm-server: seconds allowed per request; a failed request is retried `retries` times.
+    request_timeout_s: float = 600.0
+    retries: int = 2
+    # vllm-server: folder on the server's machine where the trainer writes the weights for the
+    # server to load after each step (shared memory by default).
+    sync_dir: str = "/dev/shm"
+
+
+@dataclass
 class RolloutConfig:
+    # "hf": the policy generates itself; "vllm": a vLLM engine in the trainer's process;
+    # "vllm-server": a server started with `r1kit vllm-serve MODEL`, at `url`.
     backend: str = "hf"
+    url: str = "http://127.0.0.1:8000"
     group_size: int = 8
     max_new_tokens: int = 64
     temperature: float = 1.0
@@ -96,6 +124,7 @@ class RolloutConfig:
     top_k: int = 0
     # Sequences per generate() call; 0 = all prompts x group at once.
     batch_size: int = 0
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass
@@ -123,6 +152,12 @@ class GRPOConfig:
     # DAPO dynamic sampling: drop groups with all-equal rewards and refill.
     dynamic_sampling: bool = False
     max_resample_rounds: int = 2
+    # Correction for the gap between the rollout engine's log-probs and the learner's (vLLM
+    # backends; the HF backend samples from the learner's own model): weight each token's loss by
+    # w = exp(learner old log-prob - sampler log-prob), per token or per sequence, truncated to
+    # at most is_cap ("*_truncate") or zeroed above it ("*_mask"); "none" turns it off.
+    is_correction: str = "token_truncate"
+    is_cap: float = 2.0
 
 
 @dataclass
@@ -172,7 +207,8 @@ _CHOICES = {
     "data.source": {"arithmetic", "countdown", "dataset"},
     "data.template": {"r1zero", "chat"},
     "data.dataset.format": {"gsm8k", "math"},
-    "rollout.backend": {"hf"},
+    "rollout.backend": {"hf", "vllm", "vllm-server"},
+    "grpo.is_correction": {"none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"},
     "train.lr_schedule": {"constant", "linear", "cosine"},
 }
 
@@ -354,6 +390,19 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("rollout.group_size: GRPO needs at least 2 completions per prompt")
     if not 0 < cfg.rollout.top_p <= 1:
         raise ConfigError(f"rollout.top_p: must be in (0, 1], got {cfg.rollout.top_p}")
+    v = cfg.rollout.vllm
+    if not 0 < v.gpu_memory_utilization <= 1:
+        raise ConfigError(f"rollout.vllm.gpu_memory_utilization: must be in (0, 1], got {v.gpu_memory_utilization}")
+    for k in ("kv_cache_gb", "max_model_len", "retries"):
+        if getattr(v, k) < 0:
+            raise ConfigError(f"rollout.vllm.{k}: must be >= 0, got {getattr(v, k)}")
+    for k in ("connect_timeout_s", "request_timeout_s"):
+        if not getattr(v, k) > 0:
+            raise ConfigError(f"rollout.vllm.{k}: must be > 0, got {getattr(v, k)}")
+    if cfg.rollout.backend == "vllm-server" and not cfg.rollout.url.startswith(("http://", "https://")):
+        raise ConfigError(f"rollout.url: expected http://HOST:PORT, got {cfg.rollout.url!r}")
+    if not cfg.grpo.is_cap > 0:
+        raise ConfigError(f"grpo.is_cap: must be > 0, got {cfg.grpo.is_cap}")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr}")
     if not cfg.rewards:

@@ -52,7 +52,7 @@ def tiny_tokenizer():
     return fast
 
 
-def tiny_model(tokenizer, arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2):
+def tiny_model(tokenizer, arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2, tie: bool = False):
     """A random causal LM sized for unit tests (fp32)."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
@@ -65,7 +65,7 @@ def tiny_model(tokenizer, arch: str = "llama", seed: int = 0, hidden: int = 32, 
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,

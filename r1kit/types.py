@@ -34,6 +34,8 @@ class Group:
     completion_ids: list[list[int]]
     completions: list[str]
     truncated: list[bool]
+    # The rollout engine's log-prob of each generated token (vLLM backends), else None.
+    sampling_logps: list[list[float]] | None = None
 
     @property
     def responses(self) -> list[str]:
@@ -59,6 +61,7 @@ class Batch:
     adv_B: torch.Tensor
     old_logp_BC: torch.Tensor | None = None
     ref_logp_BC: torch.Tensor | None = None
+    sampling_logp_BC: torch.Tensor | None = None  # the rollout engine's own log-probs (vLLM)
 
     def __len__(self) -> int:
         return self.prompt_ids_BP.shape[0]
@@ -83,4 +86,5 @@ class Batch:
             self.adv_B[idx],
             cut(self.old_logp_BC),
             cut(self.ref_logp_BC),
+            cut(self.sampling_logp_BC),
         )

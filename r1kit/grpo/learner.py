@@ -10,7 +10,7 @@ import math
 import torch
 
 from r1kit.config import GRPOConfig, TrainConfig
-from r1kit.grpo.loss import micro_batch_weight, policy_loss
+from r1kit.grpo.loss import micro_batch_weight, policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
 from r1kit.types import Batch, Group
 
@@ -128,7 +128,34 @@ def make_batch(groups: list[Group], adv_B: torch.Tensor, pad_id: int, mask_trunc
         lengths[i] = len(c)
         keep[i] = not (mask_truncated and trunc)
     mask = (torch.arange(C)[None, :] < lengths[:, None]) & keep[:, None]
-    return Batch(prompt_ids, prompt_mask, comp_ids, lengths, mask.long(), adv_B.float())
+    sampling = None
+    if groups and all(g.sampling_logps is not None for g in groups):
+        sampling = torch.zeros((B, C))
+        for i, lp in enumerate(lp for g in groups for lp in g.sampling_logps):
+            sampling[i, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
+    return Batch(prompt_ids, prompt_mask, comp_ids, lengths, mask.long(), adv_B.float(), sampling_logp_BC=sampling)
+
+
+def sampling_mismatch(
+    old_logp_BT: torch.Tensor, sampling_logp_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, cap: float
+) -> dict[str, float]:
+    """How far the rollout engine's log-probs are from the learner's, over completion tokens:
+    mean and max |old_logp - sampling_logp|, the mean importance weight the correction applies
+    (1 with ``none``), and the share of tokens whose raw ratio exceeds ``is_cap`` (per token, or
+    per sequence for ``sequence_*`` modes), i.e. where truncation or masking acts."""
+    m = mask_BT.bool()
+    if not m.any():
+        return {}
+    diff_BT = old_logp_BT.detach().float() - sampling_logp_BT.float()
+    level = "sequence" if mode.startswith("sequence") else "token"
+    raw = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, f"{level}_truncate", float("inf"))
+    w = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, mode, cap)
+    return {
+        "sampling/logp_diff/mean": float(diff_BT.abs()[m].mean()),
+        "sampling/logp_diff/max": float(diff_BT.abs()[m].max()),
+        "sampling/is_weight/mean": float(w.expand_as(mask_BT)[m].mean()),
+        "sampling/is_capped_frac": float((raw > cap).expand_as(mask_BT)[m].float().mean()),
+    }
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):
@@ -223,17 +250,26 @@ class Learner:
                 ent_total += entropy_sum(logits, mb.completion_mask_BC, cfg.logit_chunk)
                 del logits
                 old = logp.detach() if mb.old_logp_BC is None else mb.old_logp_BC
+                is_w = None
+                if mb.sampling_logp_BC is not None:
+                    is_w = sampling_is_weights(old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap)
                 loss, m = policy_loss(
                     logp, old, mb.adv_B, mb.completion_mask_BC, mb.ref_logp_BC,
                     loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
                     beta=g.beta, max_completion_length=self.max_completion_length,
+                    is_weight=None if g.is_correction == "none" else is_w,
                 )
+                if is_w is not None:
+                    m.update(sampling_mismatch(old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap))
                 w = micro_batch_weight(g.loss_type, mb.completion_mask_BC, mask_full)
                 (loss * w).backward()
                 loss_total += float(loss.detach()) * w
                 tok_share = float(mb.completion_mask_BC.sum()) / max(1.0, n_tokens)
-                for k, v in m.items():  # token-weighted means over micro-batches
-                    sums[k] = sums.get(k, 0.0) + v * tok_share / g.num_iterations
+                for k, v in m.items():  # token-weighted means over micro-batches; maxima stay maxima
+                    if k.endswith("/max"):
+                        sums[k] = max(sums.get(k, 0.0), v)
+                    else:
+                        sums[k] = sums.get(k, 0.0) + v * tok_share / g.num_iterations
             if not math.isfinite(loss_total):
                 raise FloatingPointError(f"non-finite loss {loss_total}")
             params = [p for p in self.policy.parameters() if p.requires_grad]

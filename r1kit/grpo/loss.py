@@ -58,6 +58,33 @@ def micro_batch_weight(loss_type: str, mask_mb: torch.Tensor, mask_full: torch.T
     return mask_mb.shape[0] / mask_full.shape[0]
 
 
+IS_MODES = ("none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+def sampling_is_weights(
+    old_logp_BT: torch.Tensor, sampling_logp_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, cap: float
+) -> torch.Tensor:
+    """Importance weights that correct for sampling with a different engine (e.g. vLLM).
+
+    The completions were drawn from the rollout engine's distribution q, not from the learner's
+    pi_old; per token w = pi_old / q = exp(old_logp - sampling_logp). ``sequence_*`` modes use
+    one weight per sequence, exp(sum over its tokens). ``*_truncate``: w = min(w, cap) (TIS);
+    ``*_mask``: w = 0 where w > cap. Returns [B, T] (token modes) or [B, 1] (sequence modes),
+    detached; all ones for ``"none"``.
+    """
+    if mode not in IS_MODES:
+        raise ValueError(f"is_correction must be one of {IS_MODES}, got {mode!r}")
+    diff_BT = ((old_logp_BT - sampling_logp_BT) * mask_BT).detach().float()
+    if mode == "none":
+        return torch.ones_like(diff_BT)
+    if mode.startswith("sequence"):
+        diff_BT = diff_BT.sum(-1, keepdim=True)
+    w = torch.exp(diff_BT)
+    if mode.endswith("truncate"):
+        return w.clamp(max=cap)
+    return w.masked_fill(w > cap, 0.0)
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -70,8 +97,12 @@ def policy_loss(
     epsilon_high: float | None = None,
     beta: float = 0.0,
     max_completion_length: int | None = None,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate loss with an optional k3 KL penalty. Returns ``(loss, metrics)``.
+
+    ``is_weight`` ([B, T] or [B, 1], see :func:`sampling_is_weights`) multiplies each token's
+    objective (KL term included) before aggregation.
 
     metrics: ``clip_frac_low`` (share of tokens with ratio < 1 - eps_low and A < 0, i.e. the
     clipped side of a negative advantage), ``clip_frac_high`` (ratio > 1 + eps_high and A > 0),
@@ -91,6 +122,8 @@ def policy_loss(
         delta = ref_logp - logp
         kl_BT = torch.exp(delta) - delta - 1
         obj_BT = obj_BT - beta * kl_BT
+    if is_weight is not None:
+        obj_BT = obj_BT * is_weight.to(obj_BT.dtype)
     max_len = max_completion_length or logp.shape[-1]
     loss = -LOSS_TYPES[loss_type].aggregate(obj_BT, mask, max_len)
 

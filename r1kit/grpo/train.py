@@ -33,7 +33,7 @@ from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
-from r1kit.models import autocast_dtype, default_device, load_model
+from r1kit.models import autocast_dtype, default_device, load_model, resolve_model_path
 from r1kit.rewards import score
 from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
@@ -307,10 +307,15 @@ def train(cfg: Config, resume: bool = False) -> Path:
     if cfg.reward_runtime.workers:
         configure_reward_pool(size=cfg.reward_runtime.workers)
     amp = autocast_dtype(cfg.model.dtype, device)
-    rollout = build_rollout(cfg.rollout, policy, tokenizer, amp)
+    rollout = build_rollout(
+        cfg.rollout, policy, tokenizer, amp, model_path=resolve_model_path(cfg.model.name_or_path), seed=cfg.seed
+    )
     learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, amp)
 
     state = _restore(cfg, policy, learner, source) if resume else None
+    if state is not None or cfg.rollout.backend == "vllm-server":
+        # the engine holds what it loaded (or whatever a server last received): start in step
+        rollout.sync_weights(policy)
     start = int(state["step"]) if state else 0
     run_dir = _resumed_run_dir(cfg, start) if state else _new_run_dir(cfg)
     last_ckpt = str(state["path"]) if state else None
@@ -337,9 +342,12 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 stats = learner.step(batch)
             except FloatingPointError as e:
                 raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
-            rollout.sync_weights(policy)
             t3 = time.perf_counter()
-            times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t3 - t0}
+            rollout.sync_weights(policy)
+            t4 = time.perf_counter()
+            times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
+            if cfg.rollout.backend != "hf":
+                times["weight_sync"] = t4 - t3
             row, warnings = _step_metrics(step, res, stats, times, monitor, cfg.reward_runtime)
             logger.log_metrics(row)
             for w in warnings:

@@ -22,10 +22,23 @@ class RolloutBackend(Protocol):
         ...
 
 
-def build_rollout(cfg: RolloutConfig, model, tokenizer, amp=None) -> RolloutBackend:
-    """``amp``: autocast dtype for forward passes (None = the weights' dtype)."""
+def build_rollout(
+    cfg: RolloutConfig, model, tokenizer, amp=None, model_path: str | None = None, seed: int = 0
+) -> RolloutBackend:
+    """``amp``: autocast dtype for forward passes (None = the weights' dtype). ``model_path``:
+    the HF directory (or hub id) the policy was loaded from, which a vLLM engine loads too."""
     if cfg.backend == "hf":
         from r1kit.rollout.hf import HFRollout
 
         return HFRollout(model, tokenizer, cfg, amp)
-    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: 'hf')")
+    if cfg.backend == "vllm":
+        from r1kit.rollout.vllm import VLLMRollout
+
+        if model_path is None:
+            raise ValueError("rollout.backend=vllm needs the model's path (model_path)")
+        return VLLMRollout(model, tokenizer, cfg, model_path, amp, seed)
+    if cfg.backend == "vllm-server":
+        from r1kit.rollout.vllm import VLLMServerRollout
+
+        return VLLMServerRollout(model, tokenizer, cfg)
+    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: 'hf', 'vllm', 'vllm-server')")

