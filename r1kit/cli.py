@@ -66,6 +66,12 @@ def _grpo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if argv[:1] == ["vllm-serve"]:  # after `--`: vLLM's own server options
+        from r1kit.rollout.vllm_serve import split_passthrough
+
+        argv, passthrough = split_passthrough(argv)
     # parse_known_args + this check lets overrides follow options: `grpo --resume RUN k=v` and
     # `grpo CONFIG --resume RUN k=v` (argparse alone stops filling positionals at the first option).
     try:
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command not in ("grpo", "config") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
+        if args.command == "vllm-serve":
+            args.vllm_args = passthrough
     except SystemExit as e:  # usage error (2) or --help (0): a return code, as for every other error
         return e.code if isinstance(e.code, int) else 2
 
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "vllm-serve":
             from r1kit.rollout.vllm_serve import serve
 
-            serve(args)  # only returns by raising: the process becomes the server
+            serve(args)  # execs: on success this process becomes the server
+            return 0
     except (ConfigError, ModelError, DataError, TrainingError, RolloutError, FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2

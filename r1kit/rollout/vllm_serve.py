@@ -26,7 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--compile", action="store_true", help="let vLLM compile/capture graphs (slow start)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after `--`: passed to vLLM's server unchanged")
+    # `r1kit vllm-serve MODEL [options] -- [vLLM server options]`: r1kit.cli splits at `--`
+    p.set_defaults(vllm_args=[])
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``[..., "--", *rest]`` -> (r1kit's arguments, vLLM's); no ``--`` -> (argv, [])."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return list(argv[:cut]), list(argv[cut + 1 :])
 
 
 def server_argv(args: argparse.Namespace, model_path: str, on_gpu: bool) -> list[str]:
@@ -45,10 +54,7 @@ def server_argv(args: argparse.Namespace, model_path: str, on_gpu: bool) -> list
         argv += ["--kv-cache-memory-bytes", str(int(kv_gb * (1 << 30)))]
     if on_gpu:
         argv += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
-    extra = list(args.vllm_args or [])
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
-    return argv + extra
+    return argv + list(args.vllm_args or [])
 
 
 def _is_loopback(host: str) -> bool:
