@@ -201,7 +201,7 @@ class VLLMServerRollout:
         self.last_sync_s = 0.0
         self._wait_ready(cfg.vllm.connect_timeout_s)
         self.model_id = self._call("GET", "/v1/models")["data"][0]["id"]
-        info = self._call("GET", "/server_info", allow_missing=True)
+        info = self._call("GET", "/server_info?config_format=json", allow_missing=True)
         if info is None:
             raise RolloutError(
                 f"the vLLM server at {self.url} has no weight-update endpoint; start it with "

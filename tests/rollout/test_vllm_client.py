@@ -101,7 +101,7 @@ class FakeVLLM:
             return h._send(200, text="")
         if method == "GET" and h.path == "/v1/models":
             return h._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]})
-        if method == "GET" and h.path == "/server_info":
+        if method == "GET" and h.path.split("?")[0] == "/server_info":
             if self.server_info is None:
                 return h._send(404, {"detail": "Not Found"})
             return h._send(200, self.server_info)
@@ -311,6 +311,8 @@ def test_raw_logprobs_server_rejected_with_temperature(tok, tied, server):
         VLLMServerRollout(tied, tok, _cfg(server.url))  # temperature 0.7
     client = VLLMServerRollout(tied, tok, _cfg(server.url, "rollout.temperature=1.0"))
     assert client.logprobs_mode == "raw_logprobs"
+    # vLLM's /server_info only nests the config as JSON (not one string) when asked to
+    assert any(path == "/server_info?config_format=json" for _, path, _ in server.requests)
 
 
 def test_find_key():

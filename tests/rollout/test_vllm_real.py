@@ -117,7 +117,9 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
     )
     try:
         # the probe's client waits for the server (rollout.vllm.connect_timeout_s)
-        _assert_engine_checks(_probe(vllm_env, "vllm-server", url))
+        r = _probe(vllm_env, "vllm-server", url)
+        _assert_engine_checks(r)
+        assert r["logprobs_mode"] == "processed_logprobs"  # log-probs after temperature, as the learner's
         run = tmp_path / "run"
         _run([sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}",
               "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2", *GRPO_ARGS],
@@ -139,3 +141,21 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
     assert time.monotonic() - t0 < 30
     with pytest.raises(OSError):  # nothing listens any more
         urllib.request.urlopen(url + "/health", timeout=2)
+
+
+def test_unsupported_architecture_is_named(vllm_env, tmp_path):
+    from r1kit.testing import save_tiny
+
+    model_dir = save_tiny(tmp_path / "odd", "llama")
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["architectures"] = ["FooBarForCausalLM"]  # transformers still loads it by model_type
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    p = subprocess.run(
+        [sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={tmp_path / 'run'}",
+         f"model.name_or_path={model_dir}", "rollout.backend=vllm", "train.max_steps=1", "train.progress=false"],
+        cwd=tmp_path, env=vllm_env, capture_output=True, text=True, timeout=300,
+    )
+    assert p.returncode == 2, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert "FooBarForCausalLM" in last and "rollout.backend=hf" in last, last
+    assert not (tmp_path / "run").exists()  # bad input never creates the run directory

@@ -43,6 +43,7 @@ def check(backend: str, url: str | None = None) -> dict:
     ro = build_rollout(cfg.rollout, policy, tok, None, model_path=resolve_model_path(cfg.model.name_or_path), seed=0)
     out["start_s"] = time.perf_counter() - t0
     if backend == "vllm-server":
+        out["logprobs_mode"] = ro.logprobs_mode  # as the server reports it
         ro.sync_weights(policy)  # the server may hold another client's weights
     samples = build_source(cfg.data, tok, 0).next_batch(2)
 
