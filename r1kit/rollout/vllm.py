@@ -82,10 +82,18 @@ def _seeds(n: int) -> list[int]:
     return torch.randint(0, 2**31 - 1, (n,)).tolist()
 
 
-def _groups(samples: list[Sample], prompt_ids, completions, tokenizer, eos_ids) -> list[Group]:
+def _n_requested(cfg: RolloutConfig) -> int:
+    """Completions to ask vLLM for per prompt: greedy decoding (temperature 0) gives G identical
+    ones, and vLLM refuses n > 1 for it, so ask for one and repeat it (as the HF backend yields)."""
+    return 1 if cfg.temperature == 0 else cfg.group_size
+
+
+def _groups(samples: list[Sample], prompt_ids, completions, tokenizer, eos_ids, group_size: int) -> list[Group]:
     """``completions[i]``: G (token ids, log-probs) pairs of prompt i -> Groups, as the HF backend builds them."""
     groups = []
     for s, ids, comps in zip(samples, prompt_ids, completions):
+        if len(comps) == 1 and group_size > 1:  # greedy: see _n_requested
+            comps = comps * group_size
         toks = [list(c) for c, _ in comps]
         groups.append(
             Group(
@@ -148,7 +156,7 @@ class VLLMRollout:
 
         c = self.cfg
         kw = dict(
-            n=c.group_size, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_tokens=c.max_new_tokens,
+            n=_n_requested(c), temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_tokens=c.max_new_tokens,
             logprobs=0, seed=seed, stop_token_ids=self.eos_ids, detokenize=False,
         )
         kw.update(over)
@@ -174,7 +182,7 @@ class VLLMRollout:
         if self.cfg.vllm.sleep:  # free the GPU for the learner until the next sync/generate
             self.llm.sleep(level=1)
             self.sleeping = True
-        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids)
+        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids, self.cfg.group_size)
 
     def sync_weights(self, model) -> None:
         t0 = time.perf_counter()
@@ -266,7 +274,7 @@ class VLLMServerRollout:
     def _complete(self, prompt_ids: list[list[int]], seed: int, **over) -> list[dict]:
         c = self.cfg
         body = {
-            "model": self.model_id, "prompt": prompt_ids, "n": c.group_size, "max_tokens": c.max_new_tokens,
+            "model": self.model_id, "prompt": prompt_ids, "n": _n_requested(c), "max_tokens": c.max_new_tokens,
             "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k, "logprobs": 0, "seed": seed,
             "stop_token_ids": self.eos_ids, "return_token_ids": True, "skip_special_tokens": False,
         }
@@ -275,15 +283,14 @@ class VLLMServerRollout:
         return sorted(choices, key=lambda ch: ch["index"])
 
     def generate(self, samples: list[Sample]) -> list[Group]:
-        G = self.cfg.group_size
         prompt_ids = [encode_prompt(self.tokenizer, s.prompt) for s in samples]
         completions = []
         for ids, seed in zip(prompt_ids, _seeds(len(samples))):  # one request per prompt: own seed
             choices = self._complete([ids], seed)
-            if len(choices) != G:
-                raise RolloutError(f"vLLM server at {self.url} returned {len(choices)} completions, expected {G}")
+            if len(choices) != _n_requested(self.cfg):
+                raise RolloutError(f"vLLM server at {self.url} returned {len(choices)} completions, expected {_n_requested(self.cfg)}")
             completions.append([(ch["token_ids"], ch["logprobs"]["token_logprobs"]) for ch in choices])
-        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids)
+        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids, self.cfg.group_size)
 
     def sync_weights(self, model) -> None:
         from safetensors.torch import save_file

@@ -214,6 +214,17 @@ def test_request_body(tok, tied, server):
     assert bodies[0]["seed"] != bodies[1]["seed"]
 
 
+def test_greedy_asks_for_one_completion_and_repeats_it(tok, tied, server):
+    # vLLM rejects n > 1 with temperature 0; greedy completions of a prompt are identical anyway
+    client = VLLMServerRollout(tied, tok, _cfg(server.url, "rollout.temperature=0"))
+    groups = client.generate(SAMPLES)
+    assert [b["n"] for b in server.bodies("/v1/completions")] == [1, 1]
+    eos = tok.eos_token_id
+    for g in groups:
+        assert g.completion_ids == [[5, 6, eos]] * 3
+        assert g.sampling_logps == [[-0.1, -0.2, -0.3]] * 3 and g.truncated == [False] * 3
+
+
 def test_seeds_follow_torch_rng(tok, tied, server):
     client = VLLMServerRollout(tied, tok, _cfg(server.url))
     torch.manual_seed(123)

@@ -60,6 +60,7 @@ def _assert_engine_checks(r: dict) -> None:
     assert r["repeatable"], "same torch seed must give the same completions"
     assert r["distinct_in_group"] > 1, "the G completions of a prompt must differ"
     assert r["eos_marks_not_truncated"] and r["text_matches_ids"]
+    assert r["greedy_equals_hf"] and r["greedy_group_sizes"] == [8, 8]
     assert r["sampled_lp_max_diff"] < TOL, r
     assert r["before_vs_hf"] < TOL, r
     # after the update vLLM follows the new weights, not the old ones

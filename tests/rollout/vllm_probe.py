@@ -67,6 +67,18 @@ def check(backend: str, url: str | None = None) -> dict:
     mask = batch.completion_mask_BC.bool()
     out["sampled_lp_max_diff"] = float((learner_lp - batch.sampling_logp_BC)[mask].abs().max())
 
+    # greedy: vLLM (asked for one completion, repeated G times) equals r1kit's HF backend token for token
+    from dataclasses import replace
+
+    from r1kit.rollout.hf import HFRollout
+
+    sampling_cfg, ro.cfg = ro.cfg, replace(cfg.rollout, temperature=0.0)
+    greedy = ro.generate(samples)
+    hf_greedy = HFRollout(policy, tok, ro.cfg).generate(samples)
+    ro.cfg = sampling_cfg
+    out["greedy_equals_hf"] = [g.completion_ids for g in greedy] == [g.completion_ids for g in hf_greedy]
+    out["greedy_group_sizes"] = [len(g.completion_ids) for g in greedy]
+
     ids = groups[0].prompt_ids + tok(" 3 + 4 = 7. <answer>7</answer>", add_special_tokens=False)["input_ids"]
     before = torch.tensor(ro.prompt_logprobs(ids))
     out["before_vs_hf"] = float((before - hf_prompt_logprobs(policy, ids)).abs().max())
