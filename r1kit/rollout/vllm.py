@@ -43,6 +43,10 @@ class RolloutError(RuntimeError):
     """The rollout engine cannot be used; the message says why and what to do."""
 
 
+class _ServerError(RuntimeError):
+    """The server answered, with a 5xx status."""
+
+
 def import_vllm(purpose: str = "rollout.backend=vllm"):
     """``import vllm`` with an error that says how to install it."""
     # vLLM logs every engine step at INFO; a training run's progress bar is the place for that
@@ -244,11 +248,14 @@ class VLLMServerRollout:
                     return None
                 if e.code < 500:  # our request is wrong: retrying will not help
                     raise RolloutError(f"vLLM server at {self.url}: {method} {path} -> HTTP {e.code}: {detail}") from None
-                last = RuntimeError(f"HTTP {e.code}: {detail}")
+                last = _ServerError(f"HTTP {e.code}: {detail}")
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 last = e
+        tries = self.cfg.vllm.retries + 1
+        if isinstance(last, _ServerError):
+            raise RolloutError(f"vLLM server at {self.url}: {method} {path} failed after {tries} tries: {last}")
         raise RolloutError(
-            f"vLLM server at {self.url} did not answer {method} {path} after {self.cfg.vllm.retries + 1} tries "
+            f"vLLM server at {self.url} did not answer {method} {path} after {tries} tries "
             f"({type(last).__name__}: {getattr(last, 'reason', last)}); is it running? start one with "
             f"`r1kit vllm-serve MODEL --port PORT` and point rollout.url at it"
         )
@@ -308,7 +315,13 @@ class VLLMServerRollout:
                 tensors[name] = t.contiguous().cpu() if ptr not in seen else t.clone().cpu()
                 seen.add(ptr)
             save_file(tensors, str(folder / "model.safetensors"))
-            self._call("POST", "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(folder)}})
+            try:
+                self._call("POST", "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(folder)}})
+            except RolloutError as e:
+                raise RolloutError(
+                    f"{e} (the server loads the new weights from {folder}: it must run on this machine, "
+                    "or rollout.vllm.sync_dir must be a folder both can see)"
+                ) from None
             self._call("POST", "/reset_prefix_cache", {})
         finally:
             shutil.rmtree(folder, ignore_errors=True)

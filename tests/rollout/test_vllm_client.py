@@ -354,9 +354,12 @@ def test_sync_weights(tok, tied, server, tmp_path):
 def test_sync_weights_cleans_up_on_failure(tok, tied, server, tmp_path, sleeps):
     client = VLLMServerRollout(tied, tok, _cfg(server.url, f"rollout.vllm.sync_dir={tmp_path}", "rollout.vllm.retries=0"))
     server.fail_next(1, 500)
-    with pytest.raises(RolloutError, match="collective_rpc"):
+    with pytest.raises(RolloutError, match="collective_rpc") as e:
         client.sync_weights(tied)
     assert list(tmp_path.iterdir()) == []
+    # a server that answers with an error is not reported as down; the likely cause is named
+    assert "500" in str(e.value) and "is it running" not in str(e.value)
+    assert "must run on this machine" in str(e.value) and "sync_dir" in str(e.value)
 
 
 # -- import, vllm-serve, config ----------------------------------------------------------------
