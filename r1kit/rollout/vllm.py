@@ -146,6 +146,12 @@ class VLLMRollout:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.sleeping = False
         self.last_sync_s = 0.0
+        try:  # what vLLM raises for a request it will not run (0.32: VLLMValidationError)
+            from vllm.exceptions import VLLMClientError
+
+            self._request_errors: tuple = (ValueError, VLLMClientError)
+        except ImportError:
+            self._request_errors = (ValueError,)
         # vLLM seeds the global RNGs from `seed`; the trainer's own streams must not move
         states = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
         try:
@@ -175,7 +181,13 @@ class VLLMRollout:
         self._wake()
         prompt_ids = [encode_prompt(self.tokenizer, s.prompt) for s in samples]
         params = [self._params(s) for s in _seeds(len(samples))]
-        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        try:
+            outs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        except self._request_errors as e:  # e.g. a prompt longer than the engine's max_model_len
+            raise RolloutError(
+                f"vLLM refused the batch ({e}); longest prompt {max(map(len, prompt_ids))} tokens + "
+                f"rollout.max_new_tokens={self.cfg.max_new_tokens} (see rollout.vllm.max_model_len)"
+            ) from None
         completions = []
         for out in outs:
             comps = []

@@ -160,3 +160,16 @@ def test_unsupported_architecture_is_named(vllm_env, tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert "FooBarForCausalLM" in last and "rollout.backend=hf" in last, last
     assert not (tmp_path / "run").exists()  # bad input never creates the run directory
+
+
+def test_prompt_longer_than_engine_limit_is_one_clear_error(vllm_env, tmp_path):
+    run = tmp_path / "run"
+    p = subprocess.run(
+        [sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}",
+         "rollout.backend=vllm", "rollout.vllm.max_model_len=32", "train.max_steps=1", "train.progress=false"],
+        cwd=tmp_path, env=vllm_env, capture_output=True, text=True, timeout=300,
+    )
+    assert p.returncode == 2, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("r1kit: error:") and "rollout.vllm.max_model_len" in last, last
+    assert json.loads((run / "run_state.json").read_text())["status"] == "failed"
