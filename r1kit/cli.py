@@ -36,7 +36,16 @@ def _parser() -> argparse.ArgumentParser:
 
     from r1kit.rollout.vllm_serve import add_arguments
 
-    add_arguments(sub.add_parser("vllm-serve", help="start a vLLM generation server for rollout.backend=vllm-server"))
+    add_arguments(
+        sub.add_parser(
+            "vllm-serve", help="start a vLLM generation server for rollout.backend=vllm-server",
+            usage="r1kit vllm-serve MODEL [options] [-- vLLM server options]",
+            epilog="Options after `--` go to vLLM's OpenAI server unchanged (python -m "
+            "vllm.entrypoints.openai.api_server --help lists them). Train against it with "
+            "rollout.backend=vllm-server rollout.url=http://HOST:PORT.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+    )
     return p
 
 

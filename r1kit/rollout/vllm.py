@@ -280,6 +280,13 @@ class VLLMServerRollout:
                 with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError as e:
+                if e.code < 500:  # something answers, but it is not a vLLM server
+                    raise RolloutError(
+                        f"{self.url} answered GET /health with HTTP {e.code}: it is not a vLLM server; "
+                        "start one with `r1kit vllm-serve MODEL --port PORT` and point rollout.url at it"
+                    ) from None
+                err = e  # 5xx: still loading
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 err = e
             time.sleep(1.0)

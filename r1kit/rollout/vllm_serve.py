@@ -66,14 +66,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError:
+        return True
+    return False
+
+
 def serve(args: argparse.Namespace) -> None:
     """Replace this process with the vLLM server (signals, exit status and logs are vLLM's)."""
     import torch
 
     from r1kit.models import resolve_model_path
-    from r1kit.rollout.vllm import check_architecture, import_vllm
+    from r1kit.rollout.vllm import RolloutError, check_architecture, import_vllm
 
     import_vllm("r1kit vllm-serve")
+    if _port_in_use(args.host, args.port):
+        raise RolloutError(f"r1kit vllm-serve: port {args.port} on {args.host} is in use; choose another with --port")
 
     model_path = resolve_model_path(args.model)
     check_architecture(model_path)

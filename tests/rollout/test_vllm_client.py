@@ -424,6 +424,36 @@ def test_server_options_after_model(monkeypatch):
     assert main(["vllm-serve", "tiny", "--max-num-seqs", "4"]) == 2
 
 
+def test_port_in_use():
+    from r1kit.rollout.vllm_serve import _port_in_use
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert _port_in_use("127.0.0.1", port)
+    assert not _port_in_use("127.0.0.1", port)
+
+
+def test_not_a_vllm_server(tok, tied, tmp_path):
+    # a plain HTTP server answers /health with 404: say so, do not call it unreachable
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(RolloutError) as e:
+            VLLMServerRollout(tied, tok, _cfg(url, "rollout.vllm.connect_timeout_s=30"))
+        assert time.monotonic() - t0 < 5  # no waiting for the timeout
+        assert "HTTP 404" in str(e.value) and "not a vLLM server" in str(e.value) and url in str(e.value)
+    finally:
+        httpd.shutdown()
+
+
 def test_is_loopback():
     assert all(_is_loopback(h) for h in ("localhost", "127.0.0.1", "127.1.2.3", "::1"))
     assert not any(_is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "example.com", "::"))
