@@ -137,19 +137,21 @@ def make_batch(groups: list[Group], adv_B: torch.Tensor, pad_id: int, mask_trunc
 
 
 def sampling_mismatch(
-    old_logp_BT: torch.Tensor, sampling_logp_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, cap: float
+    old_logp_BT: torch.Tensor, sampling_logp_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, cap: float,
+    is_weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """How far the rollout engine's log-probs are from the learner's, over completion tokens:
     mean and max |old_logp - sampling_logp|, the mean importance weight the correction applies
     (1 with ``none``), and the share of tokens whose raw ratio exceeds ``is_cap`` (per token, or
-    per sequence for ``sequence_*`` modes), i.e. where truncation or masking acts."""
+    per sequence for ``sequence_*`` modes), i.e. where truncation or masking acts.
+    ``is_weight``: the weights already computed for this ``mode`` and ``cap``, if at hand."""
     m = mask_BT.bool()
     if not m.any():
         return {}
     diff_BT = old_logp_BT.detach().float() - sampling_logp_BT.float()
     level = "sequence" if mode.startswith("sequence") else "token"
     raw = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, f"{level}_truncate", float("inf"))
-    w = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, mode, cap)
+    w = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, mode, cap) if is_weight is None else is_weight
     return {
         "sampling/logp_diff/mean": float(diff_BT.abs()[m].mean()),
         "sampling/logp_diff/max": float(diff_BT.abs()[m].max()),
@@ -260,7 +262,9 @@ class Learner:
                     is_weight=None if g.is_correction == "none" else is_w,
                 )
                 if is_w is not None:
-                    m.update(sampling_mismatch(old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap))
+                    m.update(sampling_mismatch(
+                        old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap, is_weight=is_w,
+                    ))
                 w = micro_batch_weight(g.loss_type, mb.completion_mask_BC, mask_full)
                 (loss * w).backward()
                 loss_total += float(loss.detach()) * w
