@@ -188,6 +188,6 @@ def test_a_reward_that_hangs_is_cut_off_and_training_continues(tmp_path, tiny_di
     elapsed = time.monotonic() - start
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
-    assert all(r["reward/timeouts"] == 2 and r["rewards/hanging_rewards:sleep_forever/mean"] == 0.0 for r in rows)
+    assert all(r["reward/timeouts"] == 2 and r["rewards/hanging_rewards:sleep_forever/mean"] == 0.0 for r in rows), [(r["reward/timeouts"], r["rewards/hanging_rewards:sleep_forever/mean"]) for r in rows]
     assert json.loads((run_dir / "run_state.json").read_text())["status"] == "completed"
     assert elapsed < 2 * (1.0 + 1.0) + 20  # two steps, each cut off within its batch deadline + 1 s

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from r1kit.config import DatasetConfig
-from r1kit.rewards.math import last_boxed
+from r1kit.rewards.extract import last_boxed
 
 # file suffix -> datasets builder
 DATA_EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -80,7 +80,7 @@ def _load(cfg: DatasetConfig):
 def _math_answer(solution: str) -> str | None:
     """The boxed answer of a MATH solution; several boxes ("$\\boxed{1}$ and $\\boxed{2}$")
     are one answer ("1, 2"), as the reward reads them."""
-    from r1kit.rewards.math import gold_answer
+    from r1kit.rewards.extract import gold_answer
 
     return gold_answer(solution) if last_boxed(solution) is not None else None
 

@@ -7,7 +7,8 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from r1kit.rewards.expr import evaluate_expression
-from r1kit.rewards.math import answer_tag_content, answers_match, extract_answer, last_boxed, parse_number
+from r1kit.rewards.extract import answer_tag_content, extract_answer, last_boxed
+from r1kit.rewards.math import answers_match, parse_number
 from r1kit.rewards.registry import completion_text, register
 
 

@@ -152,7 +152,11 @@ def test_the_fast_path_compares_plain_numbers_exactly():
     assert answers_match("0.1000000001", "0.1") is False
     assert answers_match("1,000", "1000.0") is True
     assert answers_match("50%", "50") is True
-    assert answers_match("0.5", "50%") is False
+    assert answers_match("0.5", "50%") is True  # x% stands for x or x/100
+    assert answers_match("50%", "0.5") is True
+    assert answers_match("0.05", "50%") is False
+    assert answers_match("\\$5", "5\\%") is False  # a currency amount is not a percent
+    assert answers_match("0.5", "50") is False  # no percent sign, no scaling
 
 
 def test_extraction_and_normalisation_are_idempotent():

@@ -25,6 +25,9 @@ def warm():
     """Start the shared workers (and load the helper module and math-verify) before timing."""
     score(["p"] * 2, [GOOD, GOOD], {"task": ["math"] * 2, "answer": ["7"] * 2},
           {"accuracy": 1.0, "hanging_rewards:per_item": 1.0})
+    # sympy's first use in a worker costs ~0.7 s: pay it in every worker before the deadlines
+    sympy_answer = r"<think>x</think> <answer>2\sqrt{3}</answer>"
+    score(["p"] * 4, [sympy_answer] * 4, {"task": ["math"] * 4, "answer": [r"\sqrt{12}"] * 4}, {"accuracy": 1.0})
 
 
 def test_how_each_reward_runs():

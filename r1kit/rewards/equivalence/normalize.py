@@ -1,0 +1,148 @@
+"""Text normalisation of an answer before it is compared (rule 1 of ``r1kit.rewards.equivalence``):
+LaTeX spacing, sizing and style commands, text wrappers, units, currency, degrees, percent signs
+and thousands separators removed; spellings made one."""
+
+from __future__ import annotations
+
+import re
+
+from r1kit.rewards.number_words import NUMBER_WORDS, words_to_number
+
+_DELIMITERS = re.compile(r"(?<!\\)\\[()\[\]]|\$")
+_SIZING = re.compile(r"\\(?:left|right)(?![a-zA-Z])\s*\.?|\\[bB]igg?[lr]?(?![a-zA-Z])")
+_STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])")
+_TEXT_COMMANDS = re.compile(
+    r"\\(?:text(?:bf|it|rm|normal|sf|tt|up)?|math(?:rm|bf|it|sf|tt|normal)|mbox|operatorname)\s*\{"
+)
+_DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}(?:\s*[CF](?![A-Za-z]))?|\^\s*\\circ|\\circ|\\degree|°\s*[CF](?![A-Za-z])|°")
+# "\cos 60^\circ", "\sin(30°)": a trigonometric function of an angle in degrees -> radians.
+_TRIG_DEGREES = re.compile(
+    r"(\\(?:sin|cos|tan|cot|sec|csc))\s*(\()?\s*(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)\s*(?(2)\))"
+)
+# Text wrappers around a number are wrappers, not words: \text{5}, \mathbf{12}; so is one
+# around a lone letter that is the whole answer: \text{e}, \mathrm{x} (but "4 \text{ m}" is a unit).
+_TEXT_AROUND_VALUE = re.compile(r"\\text\{(\s*[^{}A-Za-z]*\d[^{}A-Za-z]*)\}|^\\text\{\s*([A-Za-z])\s*\}$")
+# "1, 2, 3, ..." goes on: an ellipsis is kept as one token, never dropped as punctuation.
+_ELLIPSIS = re.compile(r"\\[lc]?dots(?![a-zA-Z])|\.{3}|…")
+# "5^{\mathrm{th}}", "21st", "3rd": an ordinal is its number.
+_ORDINAL = re.compile(r"(?<=\d)\s*(?:\^\s*\{\s*\\text\{\s*(?:st|nd|rd|th)\s*\}\s*\}|\^\{?(?:st|nd|rd|th)\}?|(?:st|nd|rd|th)(?![A-Za-z]))")
+_EQUALS_WORDS = re.compile(r"\s+(?:equals|is\s+equal\s+to)\s+", re.IGNORECASE)
+_PERCENT = re.compile(r"\\?%")
+_SPELLINGS = {
+    "−": "-", "–": "-", "×": "\\times ", "·": "\\cdot ", "÷": "\\div ", "π": "\\pi ",
+    "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "√": "\\sqrt", "∪": "\\cup ",
+    "\\langle": "⟨", "\\rangle": "⟩", "\\lbrace": "\\{", "\\rbrace": "\\}", "\\lbrack": "[",
+    "\\rbrack": "]", "<=": "\\le ", ">=": "\\ge ", "!=": "\\ne ", "\\neq": "\\ne ",
+    "\\leqslant": "\\le ", "\\geqslant": "\\ge ", "\\leq": "\\le ", "\\geq": "\\ge ",
+    "\\lt": "<", "\\gt": ">", "**": "^", "\\varnothing": "\\emptyset",
+    "\\infinity": "\\infty", "²": "^2", "³": "^3", "⁴": "^4",
+}
+_SPELLINGS_RE = re.compile("|".join(re.escape(k) for k in sorted(_SPELLINGS, key=len, reverse=True)))
+_WORD_CONSTANTS = [
+    (re.compile(r"(?<![\\A-Za-z])(?:infinity|inf)(?![A-Za-z])"), r"\\infty"),
+    (re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])"), r"\\pi"),
+]
+# "5 million" is not 5 (PRM800K's grader does the same).
+_SCALES = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_SCALE_WORDS = re.compile(r"\s*(?:\\text\{\s*)?\b(thousand|million|billion|trillion)\b\s*\}?", re.IGNORECASE)
+_AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])(?:and|or)(?![A-Za-z])")
+_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])")
+# A unit at the end: "\text{ cm}^2", " apples", "cm" right after a digit.
+# Two-letter words are units only when they are known units ("2 ab" is a product).
+_SHORT_UNITS = "cm|mm|km|kg|mg|ft|yd|mi|hr|lb|oz|ml|mL|in|am|pm|AM|PM"
+_TRAILING_UNIT = re.compile(
+    rf"(?:\s*\\text\{{[^{{}}]*\}}|\s+(?:[A-Za-z]{{3,}}|{_SHORT_UNITS})\.?(?:/[A-Za-z]+)?"
+    rf"|(?<=\d)(?:{_SHORT_UNITS}|mph|lbs|hrs|min|sec|sq)(?:/[A-Za-z]+)?"
+    r"|\s*m(?=\s*\^\s*\{?[23]\}?\s*$)|\s+[A-Za-z]{1,3}/[A-Za-z]{1,3})"
+    r"(?:\s*\^\s*\{?[23]\}?)?\s*$"
+)
+_FRAC_SHORT = [
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
+    (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
+]
+
+
+def _number_words_to_digits(s: str) -> str:
+    """"seven" -> 7, "twenty-one apples" -> "21 apples", "one half" -> \\frac{1}{2}."""
+
+    def digits(m: re.Match) -> str:
+        value = words_to_number(m.group(0))
+        if value is None:
+            return m.group(0)
+        if value.denominator == 1:
+            return str(value.numerator)
+        return f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
+
+    return NUMBER_WORDS.sub(digits, s)
+
+
+def normalize(text: str, thousands: bool = True) -> str:
+    """LaTeX/plain answer -> canonical text (rule 1 of the module docstring). Idempotent.
+
+    ``thousands``: read ``1,000`` as one number (otherwise it is the list 1, 000)."""
+    s = text.replace("\n", " ").strip()
+    s = re.sub(r"\\\$|[€£¥₹]", " ", s)
+    s = _DELIMITERS.sub(" ", s)
+    s = _STYLE.sub("", s)
+    s = _SIZING.sub("", s)
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))", ",", s)  # "32,\! 349": a thousands separator
+    s = re.sub(r"(?<!\\)\\[!,]", "", s)  # "10,\!000", "1\,000"
+    s = _ELLIPSIS.sub(lambda _: " \\ldots ", s)
+    s = re.sub(r"(?<!\\)\\[;: ]|\\q?quad(?![a-zA-Z])|~", " ", s)
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = _SPELLINGS_RE.sub(lambda m: _SPELLINGS[m.group(0)], s)
+    s = _TEXT_COMMANDS.sub(r"\\text{", s)
+    s = _TEXT_AROUND_VALUE.sub(lambda m: (m.group(1) or m.group(2)).strip(), s.strip())
+    s = _TRIG_DEGREES.sub(lambda m: f"{m.group(1)}(\\frac{{{m.group(3)}\\pi}}{{180}})", s)
+    s = _DEGREES.sub("", s)
+    s = _EQUALS_WORDS.sub(" = ", s)
+    s = _ORDINAL.sub("", s)
+    s = _number_words_to_digits(s)
+    s = _PERCENT.sub("", s)
+    s = re.sub(r"\\text\{\s*(?:percent|percentage|degrees?)\s*\}", "", s)
+    s = re.sub(r"(?<![A-Za-z\\])(?:percent|percentage|degrees?)(?![A-Za-z])", "", s)
+    s = s.replace("{,}", ",")
+    s = _SCALE_WORDS.sub(lambda m: f"\\times 10^{{{_SCALES[m.group(1).lower()]}}}", s)
+    s = re.sub(r"\\text\{\s*\}", "", s)
+    for pattern, repl in _WORD_CONSTANTS:
+        s = pattern.sub(repl, s)
+    s = re.sub(r"\\text\{\s*(\\[A-Za-z]+)\s*\}", r"\1", s)  # \text{\infty}
+    s = " ".join(s.split())
+    if re.search(r"[\d\\]", s):  # "2 and 3" is a list; "Tom and Jerry" is a text answer
+        s = _AND_OR.sub(",", s)
+    for pattern, repl in _FRAC_SHORT:
+        s = pattern.sub(repl, s)
+    rest = s
+    for _ in range(3):  # "5 \text{ feet}", "12 square units": up to three words after a value
+        m = _TRAILING_UNIT.search(rest)
+        if not m:
+            break
+        rest = rest[: m.start()].rstrip()
+        if not rest:
+            break
+        if re.search(r"[\d})\]]$|\\(?:pi|infty)$", rest):
+            s = rest
+    if thousands and re.fullmatch(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
+        s = s.replace(" ", "")  # "1 000"
+    if thousands and not re.search(r"[()\[\]{}⟨⟩]", s) and "," in s:
+        merged = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
+        if "," not in merged:  # every comma was a thousands separator
+            s = merged
+    elif thousands and ", " in s and not re.search(r",(?! |\d{3}(?!\d))", s):
+        s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # "(1,000, 2)": items are split by ", "
+    s = re.sub(r"(?<!\.)[.,;]+$", "", s.strip()).strip()
+    if s.startswith("+") and not s.startswith("+-"):
+        s = s[1:].strip()
+    return " ".join(s.split())
+
+
+def canon(text: str) -> str:
+    """Spacing that carries no meaning removed, for "the same text" checks."""
+    return re.sub(r"\s*([^\w\s\\])\s*", r"\1", text)
+
+
+def unwrap_text(s: str) -> tuple[str, bool]:
+    out = re.sub(r"\\text\{([^{}]*)\}", r"\1", s)
+    return " ".join(out.split()), out != s
