@@ -169,3 +169,19 @@ def test_extraction_and_normalisation_are_idempotent():
         assert gold_answer(g) == g and strip_answer(p) == p, c
         for s in (g, p):
             assert normalize(normalize(s)) == normalize(s), s
+
+
+def test_the_held_back_set_stays_apart_from_the_tuning_set():
+    """``benchmarks/answers_heldout.jsonl`` measures generalisation: none of its pairs may be
+    copied here, and it keeps its own shape (hand labels, two splits)."""
+    path = Path(__file__).parents[2] / "benchmarks" / "answers_heldout.jsonl"
+    held = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(held) >= 500
+
+    def key(c):
+        return (" ".join(c["gold"].split()), " ".join(c["pred"].split()))
+
+    assert {key(c) for c in held}.isdisjoint({key(c) for c in CASES})
+    assert {c["split"] for c in held} == {1, 2}
+    assert all(isinstance(c["equal"], bool) and c["source"] and c["category"] for c in held)
+    assert 0.3 <= sum(not c["equal"] for c in held) / len(held) <= 0.6
