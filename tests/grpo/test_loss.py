@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
-from r1kit.grpo.loss import LOSS_TYPES, micro_batch_weight, policy_loss
+from r1kit.grpo.loss import AGG_MODES, LOSS_TYPES, aggregate, kl_penalty, micro_batch_weight, policy_loss
 
 # Two sequences, three completion-token slots; the second has two real tokens.
 LOGP = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -1.2, 0.0]], dtype=torch.float64)
@@ -94,18 +94,69 @@ def test_gradients_match_autograd_and_vanish_when_clipped():
     assert torch.autograd.gradcheck(f, (x,))
 
 
-def test_micro_batch_weights_sum_to_one():
-    for lt in LOSS_TYPES:
-        w = micro_batch_weight(lt, MASK[:1], MASK) + micro_batch_weight(lt, MASK[1:], MASK)
-        assert w == pytest.approx(1.0)
-        # and the weighted micro-batch losses add up to the full-batch loss
-        full, _ = policy_loss(LOGP, OLD, ADV, MASK, loss_type=lt, max_completion_length=3)
-        parts = sum(
-            policy_loss(LOGP[s], OLD[s], ADV[s], MASK[s], loss_type=lt, max_completion_length=3)[0].item()
-            * micro_batch_weight(lt, MASK[s], MASK)
-            for s in (slice(0, 1), slice(1, 2))
-        )
-        assert parts == pytest.approx(full.item(), abs=1e-12)
+@pytest.mark.parametrize("loss_type", sorted(LOSS_TYPES))
+def test_micro_batches_with_the_steps_denominators_add_up_to_the_full_batch(loss_type):
+    full, _ = policy_loss(LOGP, OLD, ADV, MASK, loss_type=loss_type, max_completion_length=3)
+    step = {"num_tokens": float(MASK.sum()), "num_seqs": 2.0}
+    parts = sum(
+        policy_loss(LOGP[s], OLD[s], ADV[s], MASK[s], loss_type=loss_type, max_completion_length=3, **step)[0]
+        for s in (slice(0, 1), slice(1, 2))
+    )
+    assert parts.item() == pytest.approx(full.item(), abs=1e-12)
+    # the older route, a micro-batch loss with its own denominators times its share, agrees
+    old = sum(
+        policy_loss(LOGP[s], OLD[s], ADV[s], MASK[s], loss_type=loss_type, max_completion_length=3)[0].item()
+        * micro_batch_weight(loss_type, MASK[s], MASK)
+        for s in (slice(0, 1), slice(1, 2))
+    )
+    assert old == pytest.approx(full.item(), abs=1e-12)
+
+
+def test_aggregation_modes_by_formula_with_given_denominators():
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64)
+    m = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    # token-mean: (1+2+4+5+6) / num_tokens
+    assert aggregate(x, m, "token-mean").item() == pytest.approx(18 / 5)
+    assert aggregate(x, m, "token-mean", num_tokens=10).item() == pytest.approx(18 / 10)
+    # seq-mean-token-mean: ((1+2)/2 + (4+5+6)/3) / num_seqs
+    assert aggregate(x, m, "seq-mean-token-mean").item() == pytest.approx((1.5 + 5.0) / 2)
+    assert aggregate(x, m, "seq-mean-token-mean", num_seqs=4).item() == pytest.approx((1.5 + 5.0) / 4)
+    # seq-mean-token-sum-norm: 18 / (num_seqs * max_len)
+    assert aggregate(x, m, "seq-mean-token-sum-norm", max_len=6).item() == pytest.approx(18 / 12)
+    assert aggregate(x, m, "seq-mean-token-sum-norm", num_seqs=3, max_len=6).item() == pytest.approx(18 / 18)
+    assert {LOSS_TYPES[k] for k in LOSS_TYPES} <= set(AGG_MODES)
+
+
+def test_kl_estimators_by_hand():
+    logp = torch.tensor([[-1.0, -2.0]], dtype=torch.float64)
+    ref = torch.tensor([[-1.5, -1.0]], dtype=torch.float64)
+    r = [0.5, -1.0]  # logp - ref
+    assert kl_penalty(logp, ref, "k1").tolist()[0] == pytest.approx(r)
+    assert kl_penalty(logp, ref, "k2").tolist()[0] == pytest.approx([0.5 * 0.25, 0.5 * 1.0])
+    assert kl_penalty(logp, ref, "k3").tolist()[0] == pytest.approx([math.exp(-x) + x - 1 for x in r])
+    mask = torch.ones_like(logp)
+    adv = torch.zeros(1, dtype=torch.float64)  # objective is the KL term alone
+    for est, per_token in (("k1", r), ("k2", [0.125, 0.5]), ("k3", [math.exp(-x) + x - 1 for x in r])):
+        loss, m = policy_loss(logp, logp, adv, mask, ref, beta=0.5, kl_estimator=est)
+        assert loss.item() == pytest.approx(0.5 * sum(per_token) / 2) and m["kl"] == pytest.approx(sum(per_token) / 2)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        kl_penalty(logp, ref, "k4")
+
+
+def test_extreme_log_ratios_are_clamped_and_stay_finite():
+    # a token whose log-prob moved by 1000 nats: exp would overflow to inf without the clamp
+    logp = torch.tensor([[0.0, -1000.0]], dtype=torch.float64, requires_grad=True)
+    old = torch.tensor([[-1000.0, 0.0]], dtype=torch.float64)
+    ref = torch.tensor([[-1000.0, 0.0]], dtype=torch.float64)
+    mask = torch.ones(1, 2)
+    for est in ("k1", "k2", "k3"):
+        kl = kl_penalty(logp.detach(), ref, est)
+        assert torch.isfinite(kl).all()
+    assert kl_penalty(logp.detach(), ref, "k3")[0, 1].item() == pytest.approx(math.exp(20) - 20 - 1)
+    loss, m = policy_loss(logp, old, torch.tensor([1.0], dtype=torch.float64), mask, ref, beta=0.1)
+    assert math.isfinite(loss.item()) and math.isfinite(m["ratio"]) and math.isfinite(m["kl"])
+    (g,) = torch.autograd.grad(loss, logp)
+    assert torch.isfinite(g).all()
 
 
 def test_unknown_loss_type():
