@@ -45,6 +45,13 @@ def reward_func(completions, ground_truth, **kwargs):
     return [1.0 if c == gt else 0.0 for c, gt in zip(contents, ground_truth)]
 
 
+def logs_step(completions, trainer_state, log_metric, **kwargs):
+    """A TRL-style reward that logs a metric and the step it sees (TRL: updates done so far)."""
+    log_metric("my/metric", 2.0)
+    log_metric("my/step", trainer_state.global_step)
+    return [0.0] * len(completions)
+
+
 HERE = __name__
 
 
@@ -72,6 +79,8 @@ def test_trl_doc_and_trl_library_rewards_score_in_r1kit():
     assert pr["trl.rewards:think_format_reward"] == [1.0, 0.0, 0.0]  # the 2nd has no </think>
     assert pr["trl.rewards:accuracy_reward"] == [0.0, 1.0, 0.0]  # TRL's reads \boxed{} only
     assert pr["format"] == [1.0, 0.0, 0.0]
+    # TRL's accuracy_reward takes log_extra: its columns come back (from the worker it ran in)
+    assert out.logged_extra["solution"] == ["7", "7", "7"] and len(out.logged_extra["answer_parsed"]) == 3
     # completions already in conversational form reach conversational rewards unchanged
     conv = [[{"role": "assistant", "content": r}] for r in responses]
     conversational = [f"{HERE}:format_reward_func", "trl.rewards:think_format_reward", "format"]
@@ -191,6 +200,7 @@ def test_r1kit_grpo_step_with_trl_style_rewards(tmp_path, tiny_dir):
         f"{HERE}:reward_len": 0.01,
         "overlong": 0.1,
         "accuracy": 1.0,
+        f"{HERE}:logs_step": 0.0,
     }
     cfg = config_from_dict(
         {
@@ -208,6 +218,7 @@ def test_r1kit_grpo_step_with_trl_style_rewards(tmp_path, tiny_dir):
     for name in rewards:
         assert f"rewards/{name}/mean" in row, name
     assert row["reward/errors"] in (0, {name: 0 for name in cfg.rewards})
+    assert row["my/metric"] == 2.0 and row["my/step"] == 0.0  # log_metric lands in metrics.jsonl
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 8
     texts = [s["completion"] for s in samples]

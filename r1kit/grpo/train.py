@@ -12,7 +12,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
 from r1kit.models import autocast_dtype, default_device, load_model, resolve_model_path
-from r1kit.rewards import score
+from r1kit.rewards import TrainerState, score
 from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
 from r1kit.rollout import build_rollout
@@ -62,6 +62,8 @@ class StepResult:
     resample_rounds: int
     dropped_groups: int
     tokens_generated: int  # over every generation round, dropped groups included
+    # what rewards logged through TRL's log_metric: name -> mean over this step's scoring calls
+    logged: dict[str, float] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -77,7 +79,9 @@ def _write_state(run_dir: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def _score_groups(groups: list[Group], weights: dict[str, float], options: dict | None = None, runtime=None):
+def _score_groups(
+    groups: list[Group], weights: dict[str, float], options: dict | None = None, runtime=None, trainer_state=None
+):
     prompts = [g.sample.prompt for g in groups for _ in g.completions]
     responses = [r for g in groups for r in g.responses]
     keys = sorted({k for g in groups for k in g.sample.columns})
@@ -85,16 +89,17 @@ def _score_groups(groups: list[Group], weights: dict[str, float], options: dict 
     # TRL passes the generated token ids too; length-based rewards count tokens with them
     columns["completion_ids"] = [ids for g in groups for ids in g.completion_ids]
     deadlines = {} if runtime is None else {"timeout_s": runtime.timeout_s, "batch_timeout_s": runtime.batch_timeout_s}
-    return score(prompts, responses, columns, weights, options, **deadlines)
+    return score(prompts, responses, columns, weights, options, trainer_state=trainer_state, **deadlines)
 
 
-def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
+def rollout_and_score(cfg: Config, source, rollout, trainer_state=None) -> StepResult:
     """Generate G completions per prompt and score them; with dynamic sampling, groups whose
     rewards are all equal are dropped and refilled from new prompts (bounded rounds)."""
     G = cfg.rollout.group_size
     want = cfg.train.prompts_per_step
     groups = rollout.generate(source.next_batch(want))
-    scores = _score_groups(groups, cfg.rewards, cfg.reward_options, cfg.reward_runtime)
+    scores = _score_groups(groups, cfg.rewards, cfg.reward_options, cfg.reward_runtime, trainer_state)
+    logged = [scores.logged]
     rewards = torch.tensor(scores.total, dtype=torch.float32)
     zero_var = zero_variance_groups(rewards, G)
     zero_var_frac = float(zero_var.float().mean())
@@ -121,7 +126,8 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
             tokens += sum(len(c) for g in more for c in g.completion_ids)
-            sc = _score_groups(more, cfg.rewards, cfg.reward_options, cfg.reward_runtime)
+            sc = _score_groups(more, cfg.rewards, cfg.reward_options, cfg.reward_runtime, trainer_state)
+            logged.append(sc.logged)
             errors += sum(sc.errors.values())
             timeouts += sum(sc.timeouts.values())
             keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())
@@ -129,7 +135,10 @@ def rollout_and_score(cfg: Config, source, rollout) -> StepResult:
             groups = kept
             rewards = torch.tensor(kept_rewards, dtype=torch.float32)
             scores.per_reward = kept_cols
-    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped, tokens)
+    # TRL's semantics: per scoring call the mean of what was logged, per step the mean over calls
+    names = dict.fromkeys(k for part in logged for k in part)
+    means = {k: sum(p[k] for p in logged if k in p) / sum(k in p for p in logged) for k in names}
+    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped, tokens, means)
 
 
 def _step_metrics(
@@ -171,6 +180,7 @@ def _step_metrics(
     row.update(drift)
     for k, v in times.items():
         row[f"time/{k}"] = v
+    row.update({k: v for k, v in res.logged.items() if k not in row})  # r1kit's own keys win
     return row, warnings
 
 
@@ -333,7 +343,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
             bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
         for step in range(start + 1, cfg.train.max_steps + 1):
             t0 = time.perf_counter()
-            res = rollout_and_score(cfg, source, rollout)
+            res = rollout_and_score(cfg, source, rollout, TrainerState(step - 1, cfg.train.max_steps))
             t1 = time.perf_counter()
             adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
             batch = make_batch(res.groups, adv, tokenizer.pad_token_id, cfg.grpo.mask_truncated)

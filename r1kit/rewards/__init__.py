@@ -6,12 +6,15 @@ reward), ``cosine_length`` (cosine-scaled length by correctness), ``repetition``
 ``overlong`` (DAPO soft overlong punishment), ``language`` (language consistency of the reasoning).
 ``resolve_reward`` also accepts ``"package.module:function"`` for a user's own reward; ``score``
 combines them by weight; ``check_reward_options`` validates a reward's ``reward_options``.
+How a reward runs (``Runs``) is declared with it: ``register(name, runs=...)``, or ``@runs(...)``
+on a user's function; ``TrainerState`` is what a reward taking TRL's ``trainer_state`` gets.
 """
 
-from r1kit.rewards.registry import REWARDS, check_reward_options, completion_text, register, resolve_reward
+from r1kit.rewards.registry import REWARDS, Runs, check_reward_options, completion_text, register, resolve_reward, runs
 from r1kit.rewards import accuracy, format, language, math, shaping  # noqa: E402,F401 - import registers the rewards
-from r1kit.rewards.scoring import Scores, score
+from r1kit.rewards.scoring import Scores, TrainerState, score
 
 __all__ = [
-    "REWARDS", "Scores", "check_reward_options", "completion_text", "register", "resolve_reward", "score",
+    "REWARDS", "Runs", "Scores", "TrainerState", "check_reward_options", "completion_text", "register",
+    "resolve_reward", "runs", "score",
 ]

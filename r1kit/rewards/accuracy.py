@@ -9,7 +9,7 @@ from typing import Any, Callable
 from r1kit.rewards.expr import evaluate_expression
 from r1kit.rewards.extract import answer_tag_content, extract_answer, last_boxed
 from r1kit.rewards.math import answers_match, parse_number
-from r1kit.rewards.registry import completion_text, register
+from r1kit.rewards.registry import Runs, completion_text, register
 
 
 def arithmetic_correct(response: str, answer: Any) -> bool:
@@ -64,7 +64,7 @@ TASK_CHECKS: dict[str, Callable[[str, dict[str, Any]], bool]] = {
 }
 
 
-@register("accuracy")
+@register("accuracy", runs=Runs.POOL_ITEM)  # may call sympy: one deadline per answer
 def accuracy_reward(prompts, completions, **kwargs) -> list[float]:
     """1.0 for a correct final answer, else 0.0, judged per sample by its ``task``:
     ``arithmetic`` (needs ``answer``), ``countdown`` (needs ``numbers``, ``target``) or ``math``

@@ -7,7 +7,7 @@ per-character Python loop, so a long or adversarial completion cannot stall the 
 
 from __future__ import annotations
 
-from r1kit.rewards.registry import completion_text, register
+from r1kit.rewards.registry import Runs, completion_text, register
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -82,19 +82,19 @@ def tag_count_score(response: str) -> float:
     return 0.25 * sum(response.count(tag) == 1 for tag in TAGS)
 
 
-@register("format")
+@register("format", runs=Runs.IN_PROCESS)
 def format_reward(prompts, completions, **kwargs) -> list[float]:
     """1.0 if the response is strictly well formed (see ``is_well_formed``), else 0.0."""
     return [float(is_well_formed(completion_text(c))) for c in completions]
 
 
-@register("soft_format")
+@register("soft_format", runs=Runs.IN_PROCESS)
 def soft_format_reward(prompts, completions, **kwargs) -> list[float]:
     """Partial format credit in [0, 1] (see ``soft_format_score``)."""
     return [soft_format_score(completion_text(c)) for c in completions]
 
 
-@register("tag_count")
+@register("tag_count", runs=Runs.IN_PROCESS)
 def tag_count_reward(prompts, completions, **kwargs) -> list[float]:
     """Each of the four tags present exactly once earns 0.25 (see ``tag_count_score``)."""
     return [tag_count_score(completion_text(c)) for c in completions]

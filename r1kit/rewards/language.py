@@ -26,7 +26,7 @@ import unicodedata
 from collections import Counter
 
 from r1kit.rewards.format import ANSWER_CLOSE, ANSWER_OPEN, END_TOKENS, THINK_CLOSE, THINK_OPEN
-from r1kit.rewards.registry import completion_text, register
+from r1kit.rewards.registry import Runs, completion_text, register
 
 # target -> the scripts its words may be written in ("ascii" is the English special case)
 TARGETS: dict[str, frozenset[str]] = {
@@ -151,7 +151,7 @@ def language_share(text: str, target: str = "en") -> float | None:
     return sum(n for script, n in counts.items() if script in scripts) / total
 
 
-@register("language")
+@register("language", runs=Runs.IN_PROCESS)  # pure and linear-time
 def language_reward(prompts, completions, *, target: str = "en", empty: float = 0.0, **columns) -> list[float]:
     """R1's language-consistency reward: the share in [0, 1] of the reasoning's words written in
     ``target`` (``en``, ``latin``, ``zh``, ``ja``, ``ko``, ``ru``, ``uk``, ``ar``, ``fa``, ``hi``,
@@ -165,6 +165,3 @@ def language_reward(prompts, completions, *, target: str = "en", empty: float = 
         share = language_share(reasoning_text(completion_text(c)), target)
         out.append(empty if share is None else share)
     return out
-
-
-language_reward._r1kit_inprocess = True  # pure and linear-time: no worker needed

@@ -10,6 +10,11 @@ r1kit passes completions as text (prefill + completion). A user's reward written
 conversational format (``completion[0]["content"]``) fails on text; such a ``module:function``
 reward is called again with each completion as ``[{"role": "assistant", "content": text}]`` (and
 each prompt as a user message), and from then on always so (see ``PluginReward``).
+
+How the scorer runs a reward (``Runs``) is declared once: by ``register(name, runs=...)`` for
+r1kit's rewards, by the ``runs(...)`` decorator for a user's ``module:function``; both write
+``RUNS``. A function that declares nothing runs per batch in the worker pool, or in a thread when
+a worker cannot import it (see ``r1kit.rewards.scoring``).
 """
 
 from __future__ import annotations
@@ -18,17 +23,36 @@ import difflib
 import importlib
 import inspect
 import logging
+from enum import StrEnum
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
 RewardFn = Callable[..., list]
 
+
+class Runs(StrEnum):
+    """How the scorer calls a reward; the value is what logs and warnings say."""
+
+    IN_PROCESS = "in-process"  # called directly: for pure, linear-time code (nothing to guard)
+    POOL_ITEM = "per-item"  # in the worker pool, once per completion, each under ``timeout_s``
+    POOL_BATCH = "per-batch"  # in the worker pool, once on the whole batch (TRL's contract)
+    THREAD = "thread"  # in a daemon thread of this process, under ``batch_timeout_s``
+
+
+# The keyword arguments TRL's GRPOTrainer adds to every reward call; r1kit's scorer passes them
+# to a reward whose signature takes them (see ``r1kit.rewards.scoring``).
+TRL_KWARGS = ("trainer_state", "log_extra", "log_metric")
+
 REWARDS: dict[str, RewardFn] = {}
+# What each function declared (by identity, so "r1kit.rewards.format:format_reward" is "format").
+RUNS: dict[RewardFn, Runs] = {}
 
 
-def register(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator: make ``fn`` resolvable by ``name`` from the config's ``rewards`` mapping."""
+def register(name: str, *, runs: Runs | str | None = None) -> Callable[[RewardFn], RewardFn]:
+    """Decorator: make ``fn`` resolvable by ``name`` from the config's ``rewards`` mapping, and
+    declare how the scorer runs it (``runs``; None: the default, see ``Runs``)."""
+    mode = None if runs is None else Runs(runs)
 
     def wrap(fn: RewardFn) -> RewardFn:
         old = REWARDS.get(name)
@@ -38,9 +62,33 @@ def register(name: str) -> Callable[[RewardFn], RewardFn]:
                 f"reward '{name}' is already registered by {old.__module__}.{old.__qualname__}"
             )
         REWARDS[name] = fn
+        if mode is not None:
+            RUNS[fn] = mode
         return fn
 
     return wrap
+
+
+def runs(mode: Runs | str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator for a user's reward: declare how the scorer runs it, e.g. ``@runs(Runs.POOL_ITEM)``
+    for a reward that judges each completion on its own (split per item, each with its own
+    deadline). Without it a ``module:function`` reward runs on the whole batch in the pool."""
+    mode = Runs(mode)
+
+    def wrap(fn: RewardFn) -> RewardFn:
+        RUNS[fn] = mode
+        return fn
+
+    return wrap
+
+
+def declared_runs(fn: RewardFn) -> Runs | None:
+    """What ``fn`` (or the user function inside a ``PluginReward``) declared, or None."""
+    inner = fn.fn if isinstance(fn, PluginReward) else fn
+    try:
+        return RUNS.get(inner)
+    except TypeError:  # an unhashable callable declares nothing
+        return None
 
 
 def resolve_reward(name: str) -> RewardFn:
@@ -93,8 +141,7 @@ class PluginReward:
     attribute ``plugin:<name with / for .>`` of this module, and the module's ``__getattr__``
     rebuilds it on demand in a fresh process. A function from ``__main__`` cannot be imported by a
     worker; its wrapper keeps ``__module__ == "__main__"``, so the scorer runs it in a thread.
-    The scorer's hints ``_r1kit_per_item`` / ``_r1kit_inprocess`` are copied from the function
-    (a user's reward is called on the whole batch unless it says otherwise).
+    How the scorer runs it is what the user's function declared (``runs``), looked up on ``fn``.
     """
 
     def __init__(self, fn: RewardFn, name: str):
@@ -103,8 +150,6 @@ class PluginReward:
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn
         self.__doc__ = getattr(fn, "__doc__", None)
-        self._r1kit_per_item = bool(getattr(fn, "_r1kit_per_item", False))
-        self._r1kit_inprocess = bool(getattr(fn, "_r1kit_inprocess", False))
         if getattr(fn, "__module__", None) in ("__main__", "__mp_main__"):
             self.__module__, self.__qualname__ = fn.__module__, self.__name__
         else:
@@ -167,6 +212,9 @@ def check_reward_options(name: str, options: dict[str, Any]) -> None:
     user's reward with ``**kwargs`` accepts any option; one without rejects unknown names.
     """
     fn = resolve_reward(name)
+    for key in options:
+        if key in TRL_KWARGS:
+            raise ValueError(f"{name}: '{key}' cannot be an option, the trainer passes it")
     target = getattr(fn, "__wrapped__", fn)
     try:
         params = inspect.signature(target).parameters
@@ -174,7 +222,7 @@ def check_reward_options(name: str, options: dict[str, Any]) -> None:
         return
     named = [
         p for p, v in params.items()
-        if p not in ("prompts", "completions", "completion_ids")
+        if p not in ("prompts", "completions", "completion_ids", *TRL_KWARGS)
         and v.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
     builtin = any(fn is r for r in REWARDS.values())

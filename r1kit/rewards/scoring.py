@@ -1,23 +1,34 @@
 """Combine rewards into the scalar GRPO optimises: ``total_i = sum_k weight_k * r_k(i)``.
 
 A reward never raises into the training loop, and never hangs it. Each reward runs under a
-deadline, in one of three ways:
+deadline, in the way it declared (``Runs``, from ``register(name, runs=...)`` or the ``runs``
+decorator, see ``r1kit.rewards.registry``):
 
-- **in-process**: r1kit's linear-time, pure rewards (``IN_PROCESS``: format, soft_format,
-  tag_count, overlong, repetition, language) and any function with ``_r1kit_inprocess = True``:
-  called directly, there is nothing to guard.
-- **in the worker pool** (``r1kit.rewards.pool``), for everything a worker can import:
-    - *per item* for rewards that check answers one completion at a time (``PER_ITEM``:
-      accuracy, cosine_length) and any function with ``_r1kit_per_item = True``: one call per
-      completion with one-element lists, each with its own deadline ``timeout_s``, all of them
-      within ``batch_timeout_s``; the pool's workers share the items, so this is also parallel;
-    - *per batch* for every other reward (``length``, user ``module:function`` and TRL-style
-      rewards): one call on the whole batch within ``batch_timeout_s``. TRL's contract hands a
-      reward the whole batch and some rewards use it (``length`` normalises over the group,
-      reward models batch), so r1kit does not split a batch it does not know to be per-sample.
-- **in a daemon thread** for what a worker cannot import (lambdas, closures, functions defined in
-  ``__main__``), within ``batch_timeout_s``; a thread cannot be killed, so one that runs past the
-  deadline is abandoned with a warning.
+- ``Runs.IN_PROCESS`` ("in-process"): r1kit's linear-time, pure rewards (format, soft_format,
+  tag_count, overlong, repetition, language): called directly, there is nothing to guard.
+- in the worker pool (``r1kit.rewards.pool``), for everything a worker can import:
+    - ``Runs.POOL_ITEM`` ("per-item"): rewards that check answers one completion at a time
+      (accuracy, cosine_length): one call per completion with one-element lists, each with its
+      own deadline ``timeout_s``, all of them within ``batch_timeout_s``; the pool's workers share
+      the items, so this is also parallel;
+    - ``Runs.POOL_BATCH`` ("per-batch"): ``length``, and every reward that declares nothing (user
+      ``module:function`` and TRL-style rewards): one call on the whole batch within
+      ``batch_timeout_s``. TRL's contract hands a reward the whole batch and some rewards use it
+      (``length`` normalises over the group, reward models batch), so r1kit does not split a
+      batch it does not know to be per-sample.
+- ``Runs.THREAD`` ("thread"): a daemon thread, within ``batch_timeout_s``, for what a worker
+  cannot import (lambdas, closures, functions defined in ``__main__``, whatever they declared
+  unless in-process) and for a function that asks for it; a thread cannot be killed, so one that
+  runs past the deadline is abandoned with a warning.
+
+TRL's extra keyword arguments: a reward whose signature takes them (by name or ``**kwargs``)
+also gets ``trainer_state`` (``score``'s argument: r1kit's training loop passes a
+``TrainerState``), ``log_metric(name, value)`` and ``log_extra(column, values)``, in every mode
+(in a worker, they collect what is logged and it comes back with the result). What was logged
+comes back in ``Scores.logged`` (per name, the mean of the values logged in this call, as TRL
+averages them per step) and ``Scores.logged_extra`` (per column, the values in call order), from
+calls that finished; a per-item reward's columns hold one entry per item (None where that item
+logged nothing).
 
 Outcomes per entry: a value cut off by a deadline scores 0.0 and is counted in ``timeouts``; an
 exception, a dead worker or NaN/inf scores 0.0 and is counted in ``errors`` (so is a verifier
@@ -28,6 +39,8 @@ of values is a programming error and raises.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import threading
@@ -45,18 +58,18 @@ from r1kit.rewards.pool import (
     resolve_target,
     target_of,
 )
-from r1kit.rewards.registry import REWARDS, PluginReward, resolve_reward
+from r1kit.rewards.registry import TRL_KWARGS, PluginReward, Runs, declared_runs, resolve_reward
 from r1kit.rewards.verifier import warm_up
 
 logger = logging.getLogger(__name__)
 
-# Registered rewards known to be linear-time and pure: cheaper to call than to ship to a worker.
-IN_PROCESS = frozenset({"format", "soft_format", "tag_count", "overlong", "repetition", "language"})
-# Registered rewards that judge each completion on its own and may call sympy: split per item.
-PER_ITEM = frozenset({"accuracy", "cosine_length"})
+@dataclass(frozen=True)
+class TrainerState:
+    """What a reward's ``trainer_state`` holds in r1kit: the fields of TRL's (a transformers
+    ``TrainerState``) that r1kit's loop knows. ``global_step``: optimizer steps done so far."""
 
-# How a reward runs (see the module docstring).
-INPROCESS, PER_ITEM_MODE, PER_BATCH, THREAD = "in-process", "per-item", "per-batch", "thread"
+    global_step: int = 0
+    max_steps: int = 0
 
 
 @dataclass
@@ -67,23 +80,56 @@ class Scores:
     skipped: dict[str, int]
     # entries cut off by a deadline (scored 0.0), per reward
     timeouts: dict[str, int] = field(default_factory=dict)
+    # what rewards logged through TRL's log_metric: name -> mean of the values logged in this call
+    logged: dict[str, float] = field(default_factory=dict)
+    # what rewards logged through TRL's log_extra: column -> values, in call order
+    logged_extra: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def isolation(name: str, fn: Callable) -> str:
-    """How reward ``name`` (function ``fn``) runs: in-process, per-item, per-batch or thread."""
+def isolation(fn: Callable) -> Runs:
+    """How the scorer runs reward ``fn`` (what ``resolve_reward`` returned)."""
+    declared = declared_runs(fn)
+    if declared in (Runs.IN_PROCESS, Runs.THREAD):
+        return declared
+    if target_of(fn.fn if isinstance(fn, PluginReward) else fn) is None:
+        return Runs.THREAD
+    return declared or Runs.POOL_BATCH
+
+
+def trl_kwargs(fn: Callable) -> tuple[str, ...]:
+    """Which of ``TRL_KWARGS`` reward ``fn`` takes: by name, or all of them with ``**kwargs``."""
     inner = fn.fn if isinstance(fn, PluginReward) else fn
-    if _is_registered(fn, IN_PROCESS) or getattr(inner, "_r1kit_inprocess", False):
-        return INPROCESS
-    if target_of(inner) is None:
-        return THREAD
-    if _is_registered(fn, PER_ITEM) or getattr(inner, "_r1kit_per_item", False):
-        return PER_ITEM_MODE
-    return PER_BATCH
+    try:
+        params = inspect.signature(inner).parameters
+    except (TypeError, ValueError):  # no signature to read: pass nothing it may not take
+        return ()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return TRL_KWARGS
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(k for k in TRL_KWARGS if k in params and params[k].kind in named)
 
 
-def _is_registered(fn: Callable, names: frozenset[str]) -> bool:
-    # By identity, so "r1kit.rewards.format:format_reward" counts as "format".
-    return any(REWARDS.get(name) is fn for name in names)
+class RewardLog:
+    """Collects what one reward call logs through TRL's ``log_metric`` and ``log_extra``."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, list[float]] = {}
+        self.extra: dict[str, list[Any]] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics.setdefault(name, []).append(float(value))
+
+    def log_extra(self, column: str, values: list[Any]) -> None:
+        self.extra.setdefault(column, []).extend(values)
+
+
+def call_reward(fn: Callable, kwargs: dict[str, Any], accepts: tuple[str, ...], trainer_state: Any) -> tuple:
+    """``fn(**kwargs)`` plus the TRL arguments it ``accepts``: (its value, metrics, extra columns).
+    The same in this process and in a worker, where the logs come back with the result."""
+    log = RewardLog()
+    given = {"trainer_state": trainer_state, "log_metric": log.log_metric, "log_extra": log.log_extra}
+    value = fn(**kwargs, **{k: given[k] for k in accepts})
+    return value, log.metrics, log.extra
 
 
 def _worker_target(name: str, fn: Callable) -> tuple[str, tuple]:
@@ -94,7 +140,8 @@ def _worker_target(name: str, fn: Callable) -> tuple[str, tuple]:
 
 
 def load_reward(name: str, target: str | None) -> Callable:
-    """Worker side: reward ``name``, imported before any deadline starts.
+    """Worker side: reward ``name``, imported before any deadline starts, as ``call_reward``
+    calls it (so the worker takes ``(kwargs, accepts, trainer_state)``).
 
     ``target`` is the function's ``module:qualname``; None for a user's ``module:function``, which
     the worker's registry then wraps as the caller's does. r1kit's own rewards that run here check
@@ -107,7 +154,7 @@ def load_reward(name: str, target: str | None) -> Callable:
             warm_up()
         except Exception as e:  # noqa: BLE001 - the reward will report it if it needs math
             logger.warning("math-verify does not work in the reward worker: %s", e)
-    return fn
+    return functools.partial(call_reward, fn)
 
 
 def score(
@@ -119,19 +166,23 @@ def score(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     batch_timeout_s: float = DEFAULT_BATCH_TIMEOUT_S,
+    trainer_state: Any = None,
 ) -> Scores:
     """Call each reward on the batch, under deadlines, and return the weighted sum plus its parts.
 
     ``options[name]`` are extra keyword arguments for reward ``name`` (from ``reward_options``).
     ``timeout_s`` bounds each completion of a per-item reward, ``batch_timeout_s`` each reward
     as a whole; so ``score`` returns within about ``len(weights) * batch_timeout_s``.
+    ``trainer_state`` is what rewards that take TRL's ``trainer_state`` get (default
+    ``TrainerState()``); it must pickle, for rewards in the worker pool.
     """
     options = options or {}
+    state = TrainerState() if trainer_state is None else trainer_state
     n = len(responses)
     if len(prompts) != n:
         raise ValueError(f"score: {len(prompts)} prompts but {n} responses")
     for key, values in columns.items():
-        if key in ("prompts", "completions"):
+        if key in ("prompts", "completions") or key in TRL_KWARGS:
             raise ValueError(f"score: column '{key}' would shadow the reward argument of that name")
         if len(values) != n:
             raise ValueError(f"score: column '{key}' has {len(values)} values for {n} responses")
@@ -139,48 +190,72 @@ def score(
     errors: dict[str, int] = {}
     skipped: dict[str, int] = {}
     timeouts: dict[str, int] = {}
+    metrics: dict[str, list[float]] = {}
+    extra: dict[str, list[Any]] = {}
     for name in weights:
         fn = resolve_reward(name)
-        extra = options.get(name, {})
-        mode = isolation(name, fn)
+        opts = options.get(name, {})
+        mode = isolation(fn)
+        batch = {"prompts": prompts, "completions": responses, **columns}
+        common = {"accepts": trl_kwargs(fn), "trainer_state": state}
         if n == 0:
             outcomes = []
-        elif mode == PER_ITEM_MODE:
-            outcomes = _per_item(name, fn, prompts, responses, columns, extra, timeout_s, batch_timeout_s)
+        elif mode is Runs.POOL_ITEM:
+            outcomes = _per_item(name, fn, batch, opts, common, timeout_s, batch_timeout_s, metrics, extra)
         else:
-            kwargs = {"prompts": prompts, "completions": responses, **columns, **extra}
-            if mode == INPROCESS:
+            call = {"kwargs": {**batch, **opts}, **common}
+            if mode is Runs.IN_PROCESS:
                 try:
-                    res = Result(OK, fn(**kwargs))
+                    res = Result(OK, call_reward(fn, **call))
                 except Exception as e:  # noqa: BLE001 - see module docstring
                     res = Result(ERROR, None, f"{type(e).__name__}: {e}")
-            elif mode == PER_BATCH:
+            elif mode is Runs.POOL_BATCH:
                 (res,) = get_pool().map(
-                    _worker_target(name, fn), [((), kwargs)], timeout_s=batch_timeout_s, batch_timeout_s=batch_timeout_s
+                    _worker_target(name, fn), [((), call)], timeout_s=batch_timeout_s, batch_timeout_s=batch_timeout_s
                 )
             else:
-                res = _in_thread(name, fn, kwargs, batch_timeout_s)
-            outcomes = _split(name, res, n)
+                res = _in_thread(name, call_reward, {"fn": fn, **call}, batch_timeout_s)
+            outcomes = _split(name, _take_logs(res, metrics, extra), n)
         values, counts = _values(outcomes)
         per_reward[name] = values
         errors[name], skipped[name], timeouts[name] = counts
-        _warn(name, mode, outcomes, counts, timeout_s if mode == PER_ITEM_MODE else batch_timeout_s)
+        _warn(name, mode, outcomes, counts, timeout_s if mode is Runs.POOL_ITEM else batch_timeout_s)
     total = [sum(w * per_reward[name][i] for name, w in weights.items()) for i in range(n)]
-    return Scores(total=total, per_reward=per_reward, errors=errors, skipped=skipped, timeouts=timeouts)
+    logged = {k: sum(v) / len(v) for k, v in metrics.items() if v}
+    return Scores(total, per_reward, errors, skipped, timeouts, logged, extra)
 
 
-def _per_item(name, fn, prompts, responses, columns, extra, timeout_s, batch_timeout_s) -> list[Result]:
-    calls = [
-        ((), {"prompts": [prompts[i]], "completions": [responses[i]], **{k: [v[i]] for k, v in columns.items()}, **extra})
-        for i in range(len(responses))
-    ]
+def _take_logs(res: Result, metrics: dict[str, list[float]], extra: dict[str, list[Any]]) -> Result:
+    """A ``call_reward`` result -> the reward's own result; what it logged goes to ``metrics`` and
+    ``extra`` (a call that failed or was cut off logged nothing that counts)."""
+    if res.status != OK:
+        return res
+    value, logged, columns = res.value
+    for k, v in logged.items():
+        metrics.setdefault(k, []).extend(v)
+    for k, v in columns.items():
+        extra.setdefault(k, []).extend(v)
+    return res._replace(value=value)
+
+
+def _per_item(name, fn, batch, opts, common, timeout_s, batch_timeout_s, metrics, extra) -> list[Result]:
+    """One pool call per entry of ``batch`` (prompts, completions and columns, all split) with
+    ``opts`` and ``common`` (``call_reward``'s other arguments). An extra column gets one entry
+    per item, None where that item logged nothing, so that it stays aligned with the batch."""
+    n = len(batch["completions"])
+    calls = [((), {"kwargs": {**{k: [v[i]] for k, v in batch.items()}, **opts}, **common}) for i in range(n)]
     results = get_pool().map(_worker_target(name, fn), calls, timeout_s=timeout_s, batch_timeout_s=batch_timeout_s)
-    out = []
+    out, logged_columns = [], []
     for res in results:
+        columns: dict[str, list[Any]] = {}
+        res = _take_logs(res, metrics, columns)
+        logged_columns.append(columns)
         if res.status == OK:
             (value,) = _split(name, res, 1)
             res = value._replace(events=res.events)
         out.append(res)
+    for column in dict.fromkeys(k for columns in logged_columns for k in columns):
+        extra.setdefault(column, []).extend(v for columns in logged_columns for v in columns.get(column, [None]))
     return out
 
 
@@ -242,8 +317,8 @@ def _in_thread(name: str, fn: Callable, kwargs: dict[str, Any], batch_timeout_s:
     if thread.is_alive() or not box:
         logger.warning(
             "reward '%s' is still running after %.1fs; scored 0.0. It runs in a thread of this "
-            "process (a lambda, closure or __main__ function cannot be moved to a worker process), "
-            "which cannot be killed: it is abandoned and may keep using CPU. Define it in an "
+            "process (a lambda, closure or __main__ function cannot be moved to a worker process, "
+            "and a reward may ask for it), which cannot be killed: it is abandoned and may keep using CPU. Define it in an "
             "importable module to have it run, and be killed, in a worker.",
             name, batch_timeout_s,
         )
@@ -251,10 +326,10 @@ def _in_thread(name: str, fn: Callable, kwargs: dict[str, Any], batch_timeout_s:
     return box[0]
 
 
-def _warn(name: str, mode: str, outcomes: list[Result], counts: tuple[int, int, int], deadline_s: float) -> None:
+def _warn(name: str, mode: Runs, outcomes: list[Result], counts: tuple[int, int, int], deadline_s: float) -> None:
     errors, _, timeouts = counts
     n = len(outcomes)
-    if timeouts and mode != THREAD:  # the thread path has said it already
+    if timeouts and mode is not Runs.THREAD:  # the thread path has said it already
         logger.warning(
             "reward '%s' (%s): %d of %d entries cut off by the deadline (%.1fs); scored 0.0",
             name, mode, timeouts, n, deadline_s,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from r1kit.rewards.registry import completion_text, register, resolve_reward
+from r1kit.rewards.registry import Runs, completion_text, register, resolve_reward
 
 
 def completion_lengths(completions: list[Any], completion_ids: list[list[int]] | None = None) -> list[int]:
@@ -37,7 +37,7 @@ def correctness(name: str, prompts: list[Any], completions: list[Any], columns: 
     return [None if v is None else float(v) > 0 for v in values]
 
 
-@register("length")
+@register("length", runs=Runs.POOL_BATCH)  # needs the whole group
 def length_reward(
     prompts, completions, *, completion_ids=None, correctness_reward: str = "accuracy", **columns
 ) -> list[float | None]:
@@ -70,10 +70,7 @@ def length_reward(
     return out
 
 
-length_reward._r1kit_per_item = False  # needs the whole group
-
-
-@register("cosine_length")
+@register("cosine_length", runs=Runs.POOL_ITEM)
 def cosine_length_reward(
     prompts,
     completions,
@@ -115,7 +112,7 @@ def cosine_length_reward(
     return out
 
 
-@register("repetition")
+@register("repetition", runs=Runs.IN_PROCESS)
 def repetition_reward(
     prompts,
     completions,
@@ -158,10 +155,7 @@ def repetition_reward(
     return out
 
 
-repetition_reward._r1kit_inprocess = True
-
-
-@register("overlong")
+@register("overlong", runs=Runs.IN_PROCESS)
 def overlong_reward(
     prompts, completions, *, completion_ids=None, max_len: int = 1024, buffer: int = 256, **columns
 ) -> list[float]:
@@ -186,6 +180,3 @@ def overlong_reward(
         else:
             out.append(-1.0)
     return out
-
-
-overlong_reward._r1kit_inprocess = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from r1kit.rewards.registry import completion_text
+from r1kit.rewards.registry import Runs, completion_text, runs
 
 
 def sleep_forever(prompts, completions, **columns):
@@ -16,6 +16,7 @@ def sleep_forever(prompts, completions, **columns):
     return [1.0] * len(completions)
 
 
+@runs(Runs.POOL_ITEM)
 def per_item(prompts, completions, **columns):
     """1.0 per completion, but "hang" never returns, "raise" raises and "exit" kills the process."""
     out = []
@@ -31,9 +32,6 @@ def per_item(prompts, completions, **columns):
     return out
 
 
-per_item._r1kit_per_item = True
-
-
 def whole_batch(prompts, completions, **columns):
     """``per_item`` run as TRL runs a reward: once on the whole batch."""
     return per_item(prompts, completions, **columns)
@@ -42,6 +40,12 @@ def whole_batch(prompts, completions, **columns):
 def batch_sizes(prompts, completions, **columns):
     """Each entry is the size of the batch it was called with (tells per-item from per-batch)."""
     return [float(len(completions))] * len(completions)
+
+
+@runs(Runs.POOL_ITEM)
+def item_sizes(prompts, completions, **columns):
+    """``batch_sizes`` declared per item: each call sees one completion."""
+    return batch_sizes(prompts, completions, **columns)
 
 
 def nap(seconds, value=None):
@@ -87,6 +91,7 @@ def is_worker():
     return in_worker()
 
 
+@runs(Runs.POOL_ITEM)
 def reports_errors(prompts, completions, **columns):
     """Catches its own (pretend) verifier failure, scores 0 and reports it, as answers_match does."""
     from r1kit.rewards.pool import report
@@ -96,14 +101,9 @@ def reports_errors(prompts, completions, **columns):
     return [0.0] * len(completions)
 
 
-reports_errors._r1kit_per_item = True
-
-
+@runs(Runs.POOL_ITEM)
 def two_values(prompts, completions, **columns):
     return [1.0, 1.0]
-
-
-two_values._r1kit_per_item = True
 
 
 def pair_or_hang(gold, prediction):

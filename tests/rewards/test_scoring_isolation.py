@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from r1kit.rewards import REWARDS, register, resolve_reward, score
+from r1kit.rewards import REWARDS, Runs, register, resolve_reward, runs, score
 from r1kit.rewards.pool import get_pool
-from r1kit.rewards.scoring import INPROCESS, PER_BATCH, PER_ITEM_MODE, THREAD, isolation
+from r1kit.rewards.scoring import isolation
 
 from deadline_helpers import run_in_threads, timed, worker_restart_seconds
 
@@ -25,26 +25,49 @@ def warm():
     """Start the shared workers (and load the helper module and math-verify) before timing."""
     score(["p"] * 2, [GOOD, GOOD], {"task": ["math"] * 2, "answer": ["7"] * 2},
           {"accuracy": 1.0, "hanging_rewards:per_item": 1.0})
-    # sympy's first use in a worker costs ~0.7 s: pay it in every worker before the deadlines
-    sympy_answer = r"<think>x</think> <answer>2\sqrt{3}</answer>"
-    score(["p"] * 4, [sympy_answer] * 4, {"task": ["math"] * 4, "answer": [r"\sqrt{12}"] * 4}, {"accuracy": 1.0})
+
+
+# How each of r1kit's rewards runs, as registered.
+R1KIT_RUNS = {
+    "accuracy": Runs.POOL_ITEM,  # may call sympy: one deadline per answer
+    "cosine_length": Runs.POOL_ITEM,  # calls accuracy
+    "length": Runs.POOL_BATCH,  # normalises over the group
+    "format": Runs.IN_PROCESS,  # linear-time and pure
+    "soft_format": Runs.IN_PROCESS,
+    "tag_count": Runs.IN_PROCESS,
+    "overlong": Runs.IN_PROCESS,
+    "repetition": Runs.IN_PROCESS,
+    "language": Runs.IN_PROCESS,
+}
 
 
 def test_how_each_reward_runs():
-    assert isolation("format", resolve_reward("format")) == INPROCESS
-    assert isolation("r1kit.rewards.format:format_reward", resolve_reward("r1kit.rewards.format:format_reward")) == INPROCESS
-    assert isolation("accuracy", resolve_reward("accuracy")) == PER_ITEM_MODE
-    assert isolation("length", resolve_reward("length")) == PER_BATCH  # normalises over the group
-    assert isolation("hanging_rewards:per_item", resolve_reward("hanging_rewards:per_item")) == PER_ITEM_MODE
-    assert isolation("hanging_rewards:whole_batch", resolve_reward("hanging_rewards:whole_batch")) == PER_BATCH
-    assert isolation("x", lambda prompts, completions, **kw: []) == THREAD
+    ours = {name: fn for name, fn in REWARDS.items() if fn.__module__.startswith("r1kit.")}
+    assert {name: isolation(fn) for name, fn in ours.items()} == R1KIT_RUNS
+    assert isolation(resolve_reward("r1kit.rewards.format:format_reward")) is Runs.IN_PROCESS
+    # a user's module:function: per batch in the pool unless it declares otherwise
+    assert isolation(resolve_reward("hanging_rewards:whole_batch")) is Runs.POOL_BATCH
+    assert isolation(resolve_reward("hanging_rewards:per_item")) is Runs.POOL_ITEM  # @runs(Runs.POOL_ITEM)
+    # what a worker cannot import runs in a thread, unless it asks to run in process
+    assert isolation(lambda prompts, completions, **kw: []) is Runs.THREAD
 
     def local(prompts, completions, **kw):
         return []
 
-    assert isolation("x", local) == THREAD
-    local._r1kit_inprocess = True
-    assert isolation("x", local) == INPROCESS
+    assert isolation(local) is Runs.THREAD
+    assert runs(Runs.POOL_ITEM)(local) is local and isolation(local) is Runs.THREAD
+    runs("in-process")(local)
+    assert isolation(local) is Runs.IN_PROCESS
+    # the names logs and warnings use
+    assert [f"{mode}" for mode in Runs] == ["in-process", "per-item", "per-batch", "thread"]
+    with pytest.raises(ValueError):
+        runs("per-sample")
+
+
+def test_a_user_reward_declared_per_item_is_called_once_per_completion():
+    weights = {"hanging_rewards:item_sizes": 1.0, "hanging_rewards:batch_sizes": 1.0}
+    out = score(["p"] * 3, [GOOD] * 3, {}, weights)
+    assert out.per_reward == {"hanging_rewards:item_sizes": [1.0] * 3, "hanging_rewards:batch_sizes": [3.0] * 3}
 
 
 def test_a_reward_that_sleeps_forever_is_cut_off_and_the_others_are_scored(caplog):
