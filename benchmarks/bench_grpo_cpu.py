@@ -84,12 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_prompt_rows(model_path: str, prompts_per_step: int, total_steps: int, seed: int) -> list[dict]:
     """The prompts r1kit's train loop will draw, in order: ``build_source(cfg.data, tok, seed)``
     with the arithmetic task, the chat template and the ``<think>`` prefill."""
-    from r1kit.config import DataConfig
+    from r1kit.config import DataSection
     from r1kit.data import build_source
     from r1kit.models import load_tokenizer
 
     tok = load_tokenizer(model_path)
-    source = build_source(DataConfig(source="arithmetic", template="chat", prefill=PREFILL), tok, seed)
+    source = build_source(DataSection(source="arithmetic", template="chat", prefill=PREFILL), tok, seed)
     rows = []
     for s in source.next_batch(prompts_per_step * total_steps):
         rows.append({"prompt": s.prompt, **s.columns})  # columns: question, answer, task

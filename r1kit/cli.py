@@ -66,7 +66,7 @@ def _grpo(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ConfigError("r1kit grpo: give a CONFIG file or --resume RUN_DIR")
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, stage="grpo")
         run_dir = train(cfg)
     print(f"[r1kit] run directory: {run_dir}")
     print(f"[r1kit] {summarize(run_dir)}")

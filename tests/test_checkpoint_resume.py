@@ -17,7 +17,7 @@ import yaml
 from safetensors.torch import load_file
 
 from r1kit import checkpoint as ck
-from r1kit.config import GRPOConfig, TrainConfig, load_config
+from r1kit.config import GRPOSection, TrainSection, load_config
 from r1kit.grpo import train as train_mod
 from r1kit.grpo.learner import Learner
 from r1kit.grpo.train import PAUSE_ENV, resume_config, train
@@ -97,7 +97,7 @@ def test_rng_state_round_trip():
 
 
 def test_save_list_prune_and_ignore_incomplete(tmp_path, model, tok):
-    learner = Learner(model, None, GRPOConfig(), TrainConfig(), 8)
+    learner = Learner(model, None, GRPOSection(), TrainSection(), 8)
     save = lambda step, keep: ck.save_checkpoint(  # noqa: E731
         tmp_path, step, model, tok, learner.optimizer, learner.scheduler, {"index": step}, keep
     )

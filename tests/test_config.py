@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from r1kit.config import Config, ConfigError, load_config, parse_overrides, save_config, to_dict
+from r1kit.config import STAGES, ConfigError, GRPORun, RewardSpec, config_from_dict, load_config, parse_overrides, save_config, to_dict
 
 
 @pytest.fixture
@@ -68,6 +68,20 @@ def test_unknown_key_without_a_near_match_lists_the_valid_ones():
         ("data.source=web", "data.source", "not one of"),
         ("model.dtype=fp8", "model.dtype", "not one of"),
         ("rollout.group_size=1", "rollout.group_size", "at least 2"),
+        ("rollout.group_size=0", "rollout.group_size", ">= 1"),
+        ("rollout.backend=sglang", "rollout.backend", "not one of ['hf', 'vllm', 'vllm-server']"),
+        ("grpo.is_correction=clip", "grpo.is_correction", "not one of"),
+        ("grpo.kl_estimator=k4", "grpo.kl_estimator", "not one of ['k1', 'k2', 'k3']"),
+        ("train.lr_schedule=exponential", "train.lr_schedule", "'constant', 'cosine', 'linear', 'multistep'"),
+        ("train.lr_factors=[0.5]", "train.lr_factors", "one factor per milestone"),
+        ("train.lr_milestones=[0.9, 0.8]", "train.lr_milestones", "increasing"),
+        ("data.template=alpaca", "data.template", "not one of"),
+        ("data.dataset.format=csv", "data.dataset.format", "not one of"),
+        ("model.lora.r=0", "model.lora.r", ">= 1"),
+        ("reward_runtime.timeout_s=0", "reward_runtime.timeout_s", "> 0"),
+        ("rollout.vllm.retries=-1", "rollout.vllm.retries", ">= 0"),
+        ("stage=sft", "stage", "not one of ['grpo']"),
+        ("train.diagnostic_rewards=[acuracy]", "train.diagnostic_rewards", "did you mean 'accuracy'"),
         ("train.lr=0", "train.lr", "> 0"),
         ("train.save_every=-1", "train.save_every", ">= 0"),
         ("rollout.top_p=1.5", "rollout.top_p", "(0, 1]"),
@@ -100,21 +114,74 @@ def test_numeric_looking_strings_stay_strings():
     assert cfg.output_dir == "2024" and cfg.data.arithmetic.ops == "+"
 
 
+def _weights(cfg):
+    return {name: spec.weight for name, spec in cfg.rewards.items()}
+
+
 def test_reward_override_changes_one_weight_and_keeps_the_others(base_yaml):
     cfg = load_config(base_yaml, ["rewards.accuracy=2.0"])
-    assert cfg.rewards == {"accuracy": 2.0, "soft_format": 0.5}
+    assert _weights(cfg) == {"accuracy": 2.0, "soft_format": 0.5} == cfg.reward_weights
     cfg = load_config(base_yaml, ["rewards.tag_count=0.1"])
-    assert cfg.rewards == {"accuracy": 1.0, "soft_format": 0.5, "tag_count": 0.1}
+    assert _weights(cfg) == {"accuracy": 1.0, "soft_format": 0.5, "tag_count": 0.1}
     # without a rewards section in the file the defaults are what gets overridden
-    default = Config().rewards
+    default = _weights(GRPORun())
     cfg = load_config(None, ["rewards.accuracy=2.0"])
-    assert cfg.rewards == {**default, "accuracy": 2.0} and len(cfg.rewards) == len(default)
+    assert _weights(cfg) == {**default, "accuracy": 2.0} and len(cfg.rewards) == len(default)
 
 
 def test_rewards_in_the_file_replace_the_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("rewards: {soft_format: 1.0}\n")
-    assert load_config(path).rewards == {"soft_format": 1.0}
+    assert load_config(path).rewards == {"soft_format": RewardSpec(1.0)}
+
+
+def test_a_reward_carries_its_weight_and_options_in_one_spec(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("rewards:\n  accuracy: 0.5\n  overlong: {weight: 0.2, max_len: 48, buffer: 8}\n")
+    cfg = load_config(path)
+    assert cfg.rewards == {"accuracy": RewardSpec(0.5), "overlong": RewardSpec(0.2, {"max_len": 48, "buffer": 8})}
+    assert cfg.reward_weights == {"accuracy": 0.5, "overlong": 0.2}
+    assert cfg.reward_options == {"overlong": {"max_len": 48, "buffer": 8}}
+    # overrides reach the weight and one option, keeping the rest
+    cfg = load_config(path, ["rewards.overlong.buffer=4", "rewards.overlong.weight=0.3"])
+    assert cfg.rewards["overlong"] == RewardSpec(0.3, {"max_len": 48, "buffer": 4})
+    cfg = load_config(path, ["rewards.overlong=0.7"])  # the short form sets the weight only
+    assert cfg.rewards["overlong"] == RewardSpec(0.7, {"max_len": 48, "buffer": 8})
+    # a spec without a weight weighs 1
+    assert load_config(None, ["rewards={overlong: {max_len: 512}}"]).rewards["overlong"] == RewardSpec(1.0, {"max_len": 512})
+    with pytest.raises(ConfigError, match=r"rewards.overlong: expected a weight"):
+        load_config(None, ["rewards={overlong: {weight: heavy}}"])
+
+
+def test_old_reward_options_key_is_folded_into_the_rewards():
+    """Run directories written before rewards carried their options have `reward_options`."""
+    cfg = config_from_dict({"rewards": {"overlong": 0.1}, "reward_options": {"overlong": {"max_len": 512}}})
+    assert cfg.rewards == {"overlong": RewardSpec(0.1, {"max_len": 512})}
+    with pytest.raises(ConfigError, match="reward_options.format: there is no reward 'format'"):
+        config_from_dict({"rewards": {"overlong": 0.1}, "reward_options": {"format": {}}})
+
+
+def test_the_yaml_says_its_stage_and_a_command_checks_it(tmp_path):
+    assert set(STAGES) == {"grpo"} and STAGES["grpo"] is GRPORun
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: grpo\ntrain: {max_steps: 3}\n")
+    assert load_config(path, stage="grpo").train.max_steps == 3
+    assert load_config(None, [], stage="grpo").stage == "grpo"
+    path.write_text("stage: eval\n")
+    with pytest.raises(ConfigError, match="stage: 'eval' is not one of"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="the config is for stage 'eval', not 'grpo'"):
+        load_config(path, stage="grpo")
+
+
+def test_sections_check_themselves_when_built_in_python():
+    from r1kit.config import RolloutSection, TrainSection
+
+    with pytest.raises(ConfigError, match="group_size: must be >= 1"):
+        RolloutSection(group_size=0)
+    with pytest.raises(ConfigError, match="backend: 'nope' is not one of"):
+        RolloutSection(backend="nope")
+    assert TrainSection(lr_schedule="multistep").lr_milestones == [0.8, 0.9]
 
 
 def test_unknown_reward_names_the_closest(base_yaml):
@@ -122,7 +189,7 @@ def test_unknown_reward_names_the_closest(base_yaml):
         load_config(base_yaml, ["rewards.acuracy=1.0"])
     with pytest.raises(ConfigError, match=r"rewards.no_such_mod:fn: .*cannot import module 'no_such_mod'"):
         load_config(None, ["rewards={'no_such_mod:fn': 1.0}"])
-    with pytest.raises(ConfigError, match=r"rewards.accuracy: expected a number"):
+    with pytest.raises(ConfigError, match=r"rewards.accuracy: expected a weight .*got 'high'"):
         load_config(base_yaml, ["rewards.accuracy=high"])
 
 
@@ -161,6 +228,8 @@ def test_resolved_config_round_trips(base_yaml, tmp_path):
             "data.prefill=''",
             "data.arithmetic.ops=+-",
             "rewards.accuracy=2",
+            "rewards.overlong.max_len=512",
+            "train.lr_schedule=multistep",
         ],
     )
     path = tmp_path / "config.yaml"
@@ -169,19 +238,20 @@ def test_resolved_config_round_trips(base_yaml, tmp_path):
     assert again == cfg
     assert to_dict(again) == to_dict(cfg)
     # and the defaults round-trip as well (None values, nested sections)
-    save_config(Config(), path)
-    assert load_config(path) == Config()
+    save_config(GRPORun(), path)
+    assert load_config(path) == GRPORun()
+    # rewards are written in their short form when they have no options
+    assert yaml.safe_load(path.read_text())["rewards"] == {"accuracy": 1.0, "format": 0.2}
 
 
 def test_overrides_of_dotted_reward_names_and_their_options():
-    from r1kit.config import parse_overrides
-
-    tree = parse_overrides(["rewards.pkg.mod:fn=0.5", "reward_options.overlong.max_len=48", "reward_options.pkg.mod:fn.alpha=3"])
-    assert tree == {"rewards": {"pkg.mod:fn": 0.5}, "reward_options": {"overlong": {"max_len": 48}, "pkg.mod:fn": {"alpha": 3}}}
-    cfg = load_config(None, ["rewards.overlong=0.1", "reward_options.overlong.max_len=48", "reward_options.overlong.buffer=8"])
-    assert cfg.rewards["overlong"] == 0.1 and cfg.reward_options == {"overlong": {"max_len": 48, "buffer": 8}}
+    assert parse_overrides(["rewards.pkg.mod:fn=0.5"]) == {"rewards": {"pkg.mod:fn": 0.5}}
+    tree = parse_overrides(["rewards.pkg.mod:fn.alpha=3", "rewards.overlong.max_len=48"])
+    assert tree == {"rewards": {"pkg.mod:fn": {"alpha": 3}, "overlong": {"max_len": 48}}}
+    cfg = load_config(None, ["rewards.overlong=0.1", "rewards.overlong.max_len=48", "rewards.overlong.buffer=8"])
+    assert cfg.rewards["overlong"] == RewardSpec(0.1, {"max_len": 48, "buffer": 8})
 
 
 def test_misspelt_reward_option_is_named():
-    with pytest.raises(ConfigError, match="no option 'bufer'; did you mean 'buffer'"):
-        load_config(None, ["rewards.overlong=0.1", "reward_options.overlong.bufer=8"])
+    with pytest.raises(ConfigError, match="rewards.overlong: no option 'bufer'; did you mean 'buffer'"):
+        load_config(None, ["rewards.overlong=0.1", "rewards.overlong.bufer=8"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r1kit import models
-from r1kit.config import LoraConfig, ModelConfig
+from r1kit.config import LoraSection, ModelSection
 from r1kit.models import ModelError, load_model, reference_context, resolve_model_path
 from r1kit.testing import tiny_model, tiny_tokenizer
 
@@ -60,7 +60,7 @@ def test_resolve_builtin_uses_the_complete_cache_without_fetching(tmp_path, monk
 def test_bad_model_dir_is_a_model_error(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match=f"could not load model '{tmp_path}'"):
-        load_model(ModelConfig(name_or_path=str(tmp_path)), torch.device("cpu"))
+        load_model(ModelSection(name_or_path=str(tmp_path)), torch.device("cpu"))
 
 
 # ---- load_model ---------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_bad_model_dir_is_a_model_error(tmp_path):
 @pytest.mark.parametrize("arch_dir, model_type", [("tiny_dir", "llama"), ("tiny_qwen_dir", "qwen2")])
 def test_load_model_from_local_dir(request, arch_dir, model_type):
     path = request.getfixturevalue(arch_dir)
-    policy, ref, tok = load_model(ModelConfig(name_or_path=str(path)), torch.device("cpu"))
+    policy, ref, tok = load_model(ModelSection(name_or_path=str(path)), torch.device("cpu"))
     assert policy.config.model_type == model_type
     assert ref is None
     assert next(policy.parameters()).dtype == torch.float32  # "auto" on CPU
@@ -83,7 +83,7 @@ def test_load_model_from_local_dir(request, arch_dir, model_type):
 
 
 def test_need_ref_gives_a_frozen_copy(tiny_dir):
-    policy, ref, _ = load_model(ModelConfig(name_or_path=str(tiny_dir)), torch.device("cpu"), need_ref=True)
+    policy, ref, _ = load_model(ModelSection(name_or_path=str(tiny_dir)), torch.device("cpu"), need_ref=True)
     assert ref is not None and ref is not policy
     assert not ref.training
     assert all(not p.requires_grad for p in ref.parameters())
@@ -99,14 +99,14 @@ def test_need_ref_gives_a_frozen_copy(tiny_dir):
 
 
 def test_dtype_is_honoured(tiny_dir):
-    policy, _, _ = load_model(ModelConfig(name_or_path=str(tiny_dir), dtype="bfloat16"), torch.device("cpu"))
+    policy, _, _ = load_model(ModelSection(name_or_path=str(tiny_dir), dtype="bfloat16"), torch.device("cpu"))
     assert next(policy.parameters()).dtype == torch.bfloat16
 
 
 def test_lora_wraps_with_peft_and_reference_context_disables_the_adapter(tiny_dir):
     from peft import PeftModel
 
-    cfg = ModelConfig(name_or_path=str(tiny_dir), lora=LoraConfig(enabled=True, r=4, alpha=8))
+    cfg = ModelSection(name_or_path=str(tiny_dir), lora=LoraSection(enabled=True, r=4, alpha=8))
     policy, ref, _ = load_model(cfg, torch.device("cpu"), need_ref=True)
     assert isinstance(policy, PeftModel)
     assert ref is None  # the reference is the policy without its adapter, not a second copy

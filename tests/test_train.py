@@ -80,7 +80,7 @@ def test_metrics_one_row_per_step_with_the_documented_keys(run):
         assert r["completion_length/max"] <= 8 and 0 <= r["truncated_frac"] <= 1
         assert r["lr"] == pytest.approx(1e-2)
         # the total is the weighted sum of the parts
-        total = sum(w * r[f"rewards/{n}/mean"] for n, w in cfg.rewards.items())
+        total = sum(w * r[f"rewards/{n}/mean"] for n, w in cfg.reward_weights.items())
         assert r["reward/mean"] == pytest.approx(total)
     assert any(r["reward/std"] > 0 and r["grad_norm"] > 0 for r in rows)
 

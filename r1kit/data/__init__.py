@@ -12,11 +12,14 @@ import functools
 import random
 from typing import Any, Callable
 
-from r1kit.config import DataConfig
+from r1kit.config import DataSection
 from r1kit.data.loaders import DataError, last_boxed, load_rows
 from r1kit.data.tasks import make_arithmetic, make_countdown
 from r1kit.data.templates import R1ZERO_TEMPLATE, TEMPLATES, render_prompt, require_chat_template
 from r1kit.types import Sample
+
+# data.source: where prompts come from
+SOURCES = ("arithmetic", "countdown", "dataset")
 
 __all__ = [
     "DataError",
@@ -121,7 +124,7 @@ class PromptSource:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
 
 
-def build_source(cfg: DataConfig, tokenizer: Any, seed: int) -> PromptSource:
+def build_source(cfg: DataSection, tokenizer: Any, seed: int) -> PromptSource:
     """The prompt source ``cfg.source`` describes, rendering prompts with ``cfg.template``.
 
     Fails here, not at the first step, on a missing chat template, a bad task config or a dataset
@@ -148,4 +151,4 @@ def build_source(cfg: DataConfig, tokenizer: Any, seed: int) -> PromptSource:
         return PromptSource(cfg.source, render, cfg.prefill, seed, generate=generate)
     if cfg.source == "dataset":
         return PromptSource("dataset", render, cfg.prefill, seed, rows=load_rows(cfg.dataset))
-    raise DataError(f"data.source: '{cfg.source}' is not one of arithmetic, countdown, dataset")
+    raise DataError(f"data.source: '{cfg.source}' is not one of {', '.join(SOURCES)}")

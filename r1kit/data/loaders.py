@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from r1kit.config import DatasetConfig
+from r1kit.config import DatasetSection
 from r1kit.rewards.extract import last_boxed
 
 # file suffix -> datasets builder
@@ -42,7 +42,7 @@ def _looks_local(path: str) -> bool:
     )
 
 
-def _load(cfg: DatasetConfig):
+def _load(cfg: DatasetSection):
     import datasets
 
     path = cfg.path
@@ -85,7 +85,7 @@ def _math_answer(solution: str) -> str | None:
     return gold_answer(solution) if last_boxed(solution) is not None else None
 
 
-def load_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+def load_rows(cfg: DatasetSection) -> list[dict[str, Any]]:
     """Load ``cfg.path`` and return ``[{"question", "answer", "solution", "task": "math"}, ...]``.
 
     Columns default to ``question``/``answer`` (gsm8k) or ``problem``/``solution`` (math) and are

@@ -12,7 +12,7 @@ import random
 from fractions import Fraction
 from typing import Any
 
-from r1kit.config import ArithmeticConfig, CountdownConfig
+from r1kit.config import ArithmeticSection, CountdownSection
 from r1kit.data.loaders import DataError
 from r1kit.rewards.expr import evaluate_expression
 
@@ -39,7 +39,7 @@ def _num(x: int) -> str:
     return f"({x})" if x < 0 else str(x)
 
 
-def make_arithmetic(cfg: ArithmeticConfig, seed: int, index: int) -> dict[str, Any]:
+def make_arithmetic(cfg: ArithmeticSection, seed: int, index: int) -> dict[str, Any]:
     """``{"question": "What is 3 + 5 * 2?", "answer": "13", "task": "arithmetic"}``.
 
     ``num_operands`` integers in ``[min_value, max_value]`` joined by operators drawn from ``ops``,
@@ -65,7 +65,7 @@ def make_arithmetic(cfg: ArithmeticConfig, seed: int, index: int) -> dict[str, A
     raise DataError(f"data.arithmetic: no integer-valued problem in {MAX_TRIES} draws with {cfg}")
 
 
-def make_countdown(cfg: CountdownConfig, seed: int, index: int) -> dict[str, Any]:
+def make_countdown(cfg: CountdownSection, seed: int, index: int) -> dict[str, Any]:
     """A Countdown puzzle: reach ``target`` from ``numbers`` with ``ops``, each number at most once.
 
     The target is built, not searched for: a random subset of the numbers (at least two, in random

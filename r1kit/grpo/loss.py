@@ -13,7 +13,6 @@ The loss is the negative objective, aggregated by the mode its ``loss_type`` nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch

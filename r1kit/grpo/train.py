@@ -27,7 +27,7 @@ from r1kit.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from r1kit.config import Config, load_config, save_config
+from r1kit.config import GRPORun, load_config, save_config
 from r1kit.data import build_source
 from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
@@ -92,13 +92,22 @@ def _score_groups(
     return score(prompts, responses, columns, weights, options, trainer_state=trainer_state, **deadlines)
 
 
-def rollout_and_score(cfg: Config, source, rollout, trainer_state=None) -> StepResult:
+def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
+    """The trained rewards' weights, plus weight 0 for each diagnostic reward not trained on:
+    scored in the same call, for the metrics only (the total is unchanged)."""
+    weights = dict(cfg.reward_weights)
+    for name in cfg.train.diagnostic_rewards:
+        weights.setdefault(name, 0.0)
+    return weights
+
+
+def rollout_and_score(cfg: GRPORun, source, rollout, trainer_state=None) -> StepResult:
     """Generate G completions per prompt and score them; with dynamic sampling, groups whose
     rewards are all equal are dropped and refilled from new prompts (bounded rounds)."""
     G = cfg.rollout.group_size
     want = cfg.train.prompts_per_step
     groups = rollout.generate(source.next_batch(want))
-    scores = _score_groups(groups, cfg.rewards, cfg.reward_options, cfg.reward_runtime, trainer_state)
+    scores = _score_groups(groups, _scored_rewards(cfg), cfg.reward_options, cfg.reward_runtime, trainer_state)
     logged = [scores.logged]
     rewards = torch.tensor(scores.total, dtype=torch.float32)
     zero_var = zero_variance_groups(rewards, G)
@@ -126,7 +135,7 @@ def rollout_and_score(cfg: Config, source, rollout, trainer_state=None) -> StepR
             rounds += 1
             more = rollout.generate(source.next_batch(want - len(kept)))
             tokens += sum(len(c) for g in more for c in g.completion_ids)
-            sc = _score_groups(more, cfg.rewards, cfg.reward_options, cfg.reward_runtime, trainer_state)
+            sc = _score_groups(more, _scored_rewards(cfg), cfg.reward_options, cfg.reward_runtime, trainer_state)
             logged.append(sc.logged)
             errors += sum(sc.errors.values())
             timeouts += sum(sc.timeouts.values())
@@ -143,7 +152,6 @@ def rollout_and_score(cfg: Config, source, rollout, trainer_state=None) -> StepR
 
 def _step_metrics(
     step: int, res: StepResult, stats: dict[str, float], times: dict[str, float], monitor: HackingMonitor,
-    runtime=None,
 ) -> tuple[dict[str, Any], list[str]]:
     """One metrics.jsonl row, and the reward-hacking warnings that start at this step."""
     lengths = [len(c) for g in res.groups for c in g.completion_ids]
@@ -158,14 +166,12 @@ def _step_metrics(
         t = torch.tensor(vals, dtype=torch.float32)
         row[f"rewards/{name}/mean"] = float(t.mean())
         row[f"rewards/{name}/std"] = float(t.std(unbiased=False))
-    if "accuracy" in res.per_reward:
-        acc = res.per_reward["accuracy"]
-    else:  # not trained on, but still the number a reader looks for first
-        acc = _score_groups(res.groups, {"accuracy": 1.0}, runtime=runtime).per_reward["accuracy"]
-    row["accuracy"] = sum(acc) / len(acc)
     well_formed = [is_well_formed(r) for r in responses]
     row["format_rate"] = sum(well_formed) / len(well_formed)
-    row.update(step_diagnostics([a >= 1.0 for a in acc], well_formed))
+    acc = res.per_reward.get("accuracy")  # trained on, or scored for the metrics (train.diagnostic_rewards)
+    if acc is not None:
+        row["accuracy"] = sum(acc) / len(acc)
+        row.update(step_diagnostics([a >= 1.0 for a in acc], well_formed))
     row["completion_length/mean"] = sum(lengths) / len(lengths)
     row["completion_length/max"] = max(lengths)
     row["truncated_frac"] = sum(truncated) / len(truncated)
@@ -176,7 +182,7 @@ def _step_metrics(
     row["dynamic_sampling/dropped_groups"] = res.dropped_groups
     row.update(stats)
     row["tokens_generated"] = res.tokens_generated
-    drift, warnings = monitor.update(row["accuracy"], row["format_rate"], row["completion_length/mean"])
+    drift, warnings = monitor.update(row.get("accuracy", 0.0), row["format_rate"], row["completion_length/mean"])
     row.update(drift)
     for k, v in times.items():
         row[f"time/{k}"] = v
@@ -237,7 +243,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         raise TrainingError(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
 
 
-def _new_run_dir(cfg: Config) -> Path:
+def _new_run_dir(cfg: GRPORun) -> Path:
     run_dir = Path(cfg.output_dir)
     _check_run_dir(run_dir, resume=False)
     if _failed_before_any_checkpoint(run_dir):  # start over: the old rows would mix with the new
@@ -249,7 +255,7 @@ def _new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def _restore(cfg: Config, policy, learner: Learner, source) -> dict[str, Any]:
+def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
     """Load the last complete checkpoint of ``cfg.output_dir`` into the live objects.
 
     Only reads: a checkpoint that does not fit the config fails here, before the run directory's
@@ -277,7 +283,7 @@ def _restore(cfg: Config, policy, learner: Learner, source) -> dict[str, Any]:
     return state
 
 
-def _apply_optimizer_config(learner: Learner, cfg: Config) -> None:
+def _apply_optimizer_config(learner: Learner, cfg: GRPORun) -> None:
     """The resumed config wins over the checkpoint's hyper-parameters (lr, betas, weight decay),
     so what config.yaml records is what trains; moments and the step count are kept."""
     t = cfg.train
@@ -289,7 +295,7 @@ def _apply_optimizer_config(learner: Learner, cfg: Config) -> None:
     sched._last_lr = [g["lr"] for g in learner.optimizer.param_groups]
 
 
-def _resumed_run_dir(cfg: Config, start: int) -> Path:
+def _resumed_run_dir(cfg: GRPORun, start: int) -> Path:
     run_dir = Path(cfg.output_dir)
     for name in ("metrics.jsonl", "samples.jsonl"):  # rows after the checkpoint are re-created
         if (run_dir / name).exists():
@@ -305,7 +311,7 @@ def _pause_for_tests(step: int) -> None:
             time.sleep(3600)
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
+def train(cfg: GRPORun, resume: bool = False) -> Path:
     """Run GRPO as configured; returns the run directory."""
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
@@ -358,7 +364,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
             times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
             if cfg.rollout.backend != "hf":
                 times["weight_sync"] = t4 - t3
-            row, warnings = _step_metrics(step, res, stats, times, monitor, cfg.reward_runtime)
+            row, warnings = _step_metrics(step, res, stats, times, monitor)
             logger.log_metrics(row)
             for w in warnings:
                 msg = f"[r1kit] step {step}: warning: {w}"
@@ -416,11 +422,11 @@ def train(cfg: Config, resume: bool = False) -> Path:
     return run_dir
 
 
-def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> GRPORun:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise TrainingError(f"cannot resume {run_dir}: no config.yaml there (is it an r1kit run directory?)")
-    cfg = load_config(path, overrides)
+    cfg = load_config(path, overrides, stage="grpo")
     cfg.output_dir = str(run_dir)
     return cfg
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from r1kit.config import RolloutConfig
+from r1kit.config import RolloutSection
 from r1kit.types import Group, Sample
+
+
+# rollout.backend: the backends build_rollout knows
+BACKENDS = ("hf", "vllm", "vllm-server")
 
 
 class RolloutBackend(Protocol):
@@ -23,7 +27,7 @@ class RolloutBackend(Protocol):
 
 
 def build_rollout(
-    cfg: RolloutConfig, model, tokenizer, amp=None, model_path: str | None = None, seed: int = 0
+    cfg: RolloutSection, model, tokenizer, amp=None, model_path: str | None = None, seed: int = 0
 ) -> RolloutBackend:
     """``amp``: autocast dtype for forward passes (None = the weights' dtype). ``model_path``:
     the HF directory (or hub id) the policy was loaded from, which a vLLM engine loads too."""
@@ -41,4 +45,4 @@ def build_rollout(
         from r1kit.rollout.vllm import VLLMServerRollout
 
         return VLLMServerRollout(model, tokenizer, cfg)
-    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: 'hf', 'vllm', 'vllm-server')")
+    raise ValueError(f"rollout.backend: unknown backend {cfg.backend!r} (available: {', '.join(BACKENDS)})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from r1kit.config import RolloutConfig
+from r1kit.config import RolloutSection
 from r1kit.models import autocast
 from r1kit.types import Group, Sample
 
@@ -119,7 +119,7 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 class HFRollout:
     """Generation with the training model itself; ``sync_weights`` is a no-op (shared weights)."""
 
-    def __init__(self, model, tokenizer, cfg: RolloutConfig, amp=None):
+    def __init__(self, model, tokenizer, cfg: RolloutSection, amp=None):
         self.model, self.tokenizer, self.cfg, self.amp = model, tokenizer, cfg, amp
         self.eos_ids = eos_token_ids(model, tokenizer)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r1kit.config import RolloutConfig
+from r1kit.config import RolloutSection
 from r1kit.rollout.hf import encode_prompt, eos_token_ids
 from r1kit.rollout.weights import hf_weights
 from r1kit.types import Group, Sample
@@ -86,7 +86,7 @@ def _seeds(n: int) -> list[int]:
     return torch.randint(0, 2**31 - 1, (n,)).tolist()
 
 
-def _n_requested(cfg: RolloutConfig) -> int:
+def _n_requested(cfg: RolloutSection) -> int:
     """Completions to ask vLLM for per prompt: greedy decoding (temperature 0) gives G identical
     ones, and vLLM refuses n > 1 for it, so ask for one and repeat it (as the HF backend yields)."""
     return 1 if cfg.temperature == 0 else cfg.group_size
@@ -112,7 +112,7 @@ def _groups(samples: list[Sample], prompt_ids, completions, tokenizer, eos_ids, 
     return groups
 
 
-def engine_kwargs(cfg: RolloutConfig, device: torch.device, amp: torch.dtype | None) -> dict:
+def engine_kwargs(cfg: RolloutSection, device: torch.device, amp: torch.dtype | None) -> dict:
     """``vllm.LLM`` / server arguments for the configured model on this device."""
     v = cfg.vllm
     kw: dict = {"enforce_eager": v.enforce_eager, "logprobs_mode": "processed_logprobs"}
@@ -134,7 +134,7 @@ def engine_kwargs(cfg: RolloutConfig, device: torch.device, amp: torch.dtype | N
 class VLLMRollout:
     """A vLLM engine living in the trainer's process (``rollout.backend: vllm``)."""
 
-    def __init__(self, model, tokenizer, cfg: RolloutConfig, model_path: str, amp=None, seed: int = 0):
+    def __init__(self, model, tokenizer, cfg: RolloutSection, model_path: str, amp=None, seed: int = 0):
         vllm = import_vllm()
         device = next(model.parameters()).device
         if cfg.vllm.sleep and device.type != "cuda":
@@ -218,7 +218,7 @@ class VLLMRollout:
 class VLLMServerRollout:
     """Client of a generation server started with ``r1kit vllm-serve MODEL`` (``rollout.backend: vllm-server``)."""
 
-    def __init__(self, model, tokenizer, cfg: RolloutConfig):
+    def __init__(self, model, tokenizer, cfg: RolloutSection):
         self.tokenizer, self.cfg = tokenizer, cfg
         self.url = cfg.url.rstrip("/")
         self.eos_ids = eos_token_ids(model, tokenizer)

@@ -3,15 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from r1kit.config import DataConfig, DatasetConfig
+from r1kit.config import DataSection, DatasetSection
 from r1kit.data import DataError, PromptSource, build_source, make_arithmetic
 from r1kit.testing import tiny_tokenizer
 
 GSM8K = Path(__file__).parent / "fixtures" / "gsm8k_sample.jsonl"
 
 
-def _cfg(source: str, **kw) -> DataConfig:
-    return DataConfig(source=source, dataset=DatasetConfig(path=str(GSM8K)), **kw)
+def _cfg(source: str, **kw) -> DataSection:
+    return DataSection(source=source, dataset=DatasetSection(path=str(GSM8K)), **kw)
 
 
 def _key(batch):
@@ -37,7 +37,7 @@ def test_procedural_samples_are_tasks_rendered():
     tok = tiny_tokenizer()
     src = build_source(_cfg("arithmetic", template="r1zero"), tok, seed=0)
     batch = src.next_batch(2)
-    row = make_arithmetic(DataConfig().arithmetic, 0, 1)
+    row = make_arithmetic(DataSection().arithmetic, 0, 1)
     assert batch[1].columns == row
     assert batch[1].prompt.endswith(f"User: {row['question']} Assistant: <think>")
     assert batch[1].prefill == "<think>"

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from r1kit.config import ArithmeticConfig, CountdownConfig
+from r1kit.config import ArithmeticSection, CountdownSection
 from r1kit.data.loaders import DataError
 from r1kit.data.tasks import make_arithmetic, make_countdown
 from r1kit.rewards.expr import evaluate_expression
@@ -27,7 +27,7 @@ def _solve(question: str) -> int:
 
 
 def test_arithmetic_is_a_function_of_seed_and_index():
-    cfg = ArithmeticConfig(min_value=0, max_value=99, num_operands=3, ops="+-*")
+    cfg = ArithmeticSection(min_value=0, max_value=99, num_operands=3, ops="+-*")
     assert make_arithmetic(cfg, 7, 3) == make_arithmetic(cfg, 7, 3)
     a = [make_arithmetic(cfg, 0, i)["question"] for i in range(20)]
     b = [make_arithmetic(cfg, 1, i)["question"] for i in range(20)]
@@ -37,13 +37,13 @@ def test_arithmetic_is_a_function_of_seed_and_index():
 
 def test_arithmetic_is_stable_across_python_runs():
     # Pinned output: string seeding goes through SHA-512, not the per-process salted hash().
-    row = make_arithmetic(ArithmeticConfig(), 0, 0)
+    row = make_arithmetic(ArithmeticSection(), 0, 0)
     assert row == {"question": "What is 4 - 1?", "answer": "3", "task": "arithmetic"}
 
 
 @pytest.mark.parametrize("ops", ["+-", "+-*", "*/", "+-*/"])
 def test_arithmetic_answers_are_right(ops):
-    cfg = ArithmeticConfig(min_value=-6, max_value=12, num_operands=3, ops=ops)
+    cfg = ArithmeticSection(min_value=-6, max_value=12, num_operands=3, ops=ops)
     for i in range(30):
         row = make_arithmetic(cfg, 5, i)
         assert row["task"] == "arithmetic"
@@ -59,16 +59,16 @@ def test_arithmetic_hand_checked_solver():
 
 
 def test_arithmetic_can_be_negative_and_rejects_bad_config():
-    cfg = ArithmeticConfig(min_value=0, max_value=9, ops="-")
+    cfg = ArithmeticSection(min_value=0, max_value=9, ops="-")
     assert any(int(make_arithmetic(cfg, 0, i)["answer"]) < 0 for i in range(20))
     with pytest.raises(DataError, match="data.arithmetic.ops"):
-        make_arithmetic(ArithmeticConfig(ops="+^"), 0, 0)
+        make_arithmetic(ArithmeticSection(ops="+^"), 0, 0)
     with pytest.raises(ValueError, match="num_operands"):
-        make_arithmetic(ArithmeticConfig(num_operands=1), 0, 0)
+        make_arithmetic(ArithmeticSection(num_operands=1), 0, 0)
 
 
 def test_countdown_deterministic_and_seed_dependent():
-    cfg = CountdownConfig()
+    cfg = CountdownSection()
     assert make_countdown(cfg, 3, 11) == make_countdown(cfg, 3, 11)
     assert [make_countdown(cfg, 0, i)["question"] for i in range(10)] != [
         make_countdown(cfg, 1, i)["question"] for i in range(10)
@@ -77,7 +77,7 @@ def test_countdown_deterministic_and_seed_dependent():
 
 @pytest.mark.parametrize("ops", ["+-*/", "+-", "*/", "+"])
 def test_countdown_reference_solves_the_puzzle(ops):
-    cfg = CountdownConfig(num_numbers=4, min_number=1, max_number=25, ops=ops)
+    cfg = CountdownSection(num_numbers=4, min_number=1, max_number=25, ops=ops)
     for i in range(40):
         row = make_countdown(cfg, 0, i)
         value, used = evaluate_expression(row["answer"])
@@ -94,4 +94,4 @@ def test_countdown_reference_solves_the_puzzle(ops):
 
 def test_countdown_rejects_unsolvable_config():
     with pytest.raises(DataError, match="no valid puzzle"):
-        make_countdown(CountdownConfig(min_number=0, max_number=0), 0, 0)
+        make_countdown(CountdownSection(min_number=0, max_number=0), 0, 0)

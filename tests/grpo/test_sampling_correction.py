@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from r1kit.config import GRPOConfig, TrainConfig
+from r1kit.config import GRPOSection, TrainSection
 from r1kit.grpo.learner import Learner, make_batch, sampling_mismatch, token_logprobs
 from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.types import Group, Sample
@@ -210,7 +210,7 @@ def _batch(model, tok, micro, offsets=None):
 
 def _step(model, batch, mode, micro, cap=1.5):
     m = copy.deepcopy(model)
-    learner = Learner(m, None, GRPOConfig(is_correction=mode, is_cap=cap), TrainConfig(micro_batch_size=micro, lr=1e-2), 8)
+    learner = Learner(m, None, GRPOSection(is_correction=mode, is_cap=cap), TrainSection(micro_batch_size=micro, lr=1e-2), 8)
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     stats = learner.step(batch)
     return {n: p.detach() - before[n] for n, p in m.named_parameters()}, stats

@@ -1,6 +1,6 @@
 import pytest
 
-from r1kit.config import Config, ConfigError, validate
+from r1kit.config import ConfigError, config_from_dict
 from r1kit.rewards import REWARDS, completion_text, register, resolve_reward
 from r1kit.rewards.format import format_reward
 
@@ -25,12 +25,10 @@ def test_register_refuses_to_shadow_another_function():
 
 
 def test_config_validation_uses_the_registry():
-    cfg = Config()
-    cfg.rewards = {"accuracy": 1.0, "r1kit.rewards.format:soft_format_reward": 0.5}
-    validate(cfg)
-    cfg.rewards = {"acuracy": 1.0}
+    cfg = config_from_dict({"rewards": {"accuracy": 1.0, "r1kit.rewards.format:soft_format_reward": 0.5}})
+    assert set(cfg.rewards) == {"accuracy", "r1kit.rewards.format:soft_format_reward"}
     with pytest.raises(ConfigError, match="did you mean 'accuracy'"):
-        validate(cfg)
+        config_from_dict({"rewards": {"acuracy": 1.0}})
 
 
 def test_completion_text_forms():

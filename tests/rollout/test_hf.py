@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from r1kit.config import RolloutConfig
+from r1kit.config import RolloutSection
 from r1kit.rollout import build_rollout
 from r1kit.rollout.hf import encode_prompt, generate_groups, sample_next
 from r1kit.testing import tiny_model
@@ -59,7 +59,7 @@ def test_sample_next_top_k_top_p():
 
 
 def test_backend_returns_groups(tok, model):
-    cfg = RolloutConfig(group_size=4, max_new_tokens=6, batch_size=4)
+    cfg = RolloutSection(group_size=4, max_new_tokens=6, batch_size=4)
     rollout = build_rollout(cfg, model, tok)
     samples = [Sample(prompt=p, prefill="<think>", columns={"answer": "7"}) for p in _prompts(tok)] * 2
     torch.manual_seed(0)
@@ -74,4 +74,4 @@ def test_backend_returns_groups(tok, model):
         assert g.responses[0].startswith("<think>")
     assert model.training  # generate() restores the mode it found
     with pytest.raises(ValueError, match="backend"):
-        build_rollout(RolloutConfig(backend="nope"), model, tok)
+        build_rollout(RolloutSection(backend="nope"), model, tok)

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from r1kit.config import LoraConfig
+from r1kit.config import LoraSection
 from r1kit.models import _apply_lora
 from r1kit.rollout.weights import hf_weights
 from r1kit.testing import tiny_model
@@ -18,7 +18,7 @@ def _names(pairs):
 
 
 def _lora(model, seed=1, r=4, alpha=8):
-    peft_model = _apply_lora(model, LoraConfig(enabled=True, r=r, alpha=alpha))
+    peft_model = _apply_lora(model, LoraSection(enabled=True, r=r, alpha=alpha))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in peft_model.named_parameters():

@@ -25,7 +25,7 @@ def hf_prompt_logprobs(model, ids: list[int]) -> torch.Tensor:
 
 
 def check(backend: str, url: str | None = None) -> dict:
-    from r1kit.config import LoraConfig, load_config
+    from r1kit.config import LoraSection, load_config
     from r1kit.data import build_source
     from r1kit.grpo.learner import make_batch, token_logprobs
     from r1kit.models import _apply_lora, load_model, resolve_model_path
@@ -96,7 +96,7 @@ def check(backend: str, url: str | None = None) -> dict:
     out["after_vs_before"] = float((after - before).abs().max())
 
     # LoRA: the engine must receive W + scaling * B @ A under the base model's names
-    lora = _apply_lora(copy.deepcopy(policy), LoraConfig(enabled=True, r=4, alpha=8))
+    lora = _apply_lora(copy.deepcopy(policy), LoraSection(enabled=True, r=4, alpha=8))
     with torch.no_grad():
         for n, p in lora.named_parameters():
             if "lora_B" in n:
