@@ -191,3 +191,16 @@ def test_a_reward_that_hangs_is_cut_off_and_training_continues(tmp_path, tiny_di
     assert all(r["reward/timeouts"] == 2 and r["rewards/hanging_rewards:sleep_forever/mean"] == 0.0 for r in rows), [(r["reward/timeouts"], r["rewards/hanging_rewards:sleep_forever/mean"]) for r in rows]
     assert json.loads((run_dir / "run_state.json").read_text())["status"] == "completed"
     assert elapsed < 2 * (1.0 + 1.0) + 20  # two steps, each cut off within its batch deadline + 1 s
+
+
+def test_informative_groups_keeps_the_first_groups_with_a_signal():
+    from r1kit.grpo.train import informative_groups
+
+    groups = ["g0", "g1", "g2", "g3"]  # only their order matters here
+    totals = [1.0, 1.0, 0.0, 1.0, 0.5, 0.5, 1.0, 0.0]  # G = 2: g0 and g2 are flat
+    per_reward = {"accuracy": [1, 1, 0, 1, 0, 0, 1, 0]}
+    kept, kept_totals, columns, dropped = informative_groups(groups, totals, per_reward, 2, want=4)
+    assert kept == ["g1", "g3"] and kept_totals == [0.0, 1.0, 1.0, 0.0] and dropped == 2
+    assert columns == {"accuracy": [0, 1, 1, 0]}
+    kept, _, _, dropped = informative_groups(groups, totals, per_reward, 2, want=1)
+    assert kept == ["g1"] and dropped == 2  # all flat groups are counted, even past `want`

@@ -34,7 +34,7 @@ from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
 from r1kit.models import autocast_dtype, default_device, load_model, resolve_model_path
-from r1kit.rewards import TrainerState, score
+from r1kit.rewards import TrainerState, score_groups
 from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
 from r1kit.rollout import build_rollout
@@ -79,19 +79,6 @@ def _write_state(run_dir: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def _score_groups(
-    groups: list[Group], weights: dict[str, float], options: dict | None = None, runtime=None, trainer_state=None
-):
-    prompts = [g.sample.prompt for g in groups for _ in g.completions]
-    responses = [r for g in groups for r in g.responses]
-    keys = sorted({k for g in groups for k in g.sample.columns})
-    columns = {k: [g.sample.columns.get(k) for g in groups for _ in g.completions] for k in keys}
-    # TRL passes the generated token ids too; length-based rewards count tokens with them
-    columns["completion_ids"] = [ids for g in groups for ids in g.completion_ids]
-    deadlines = {} if runtime is None else {"timeout_s": runtime.timeout_s, "batch_timeout_s": runtime.batch_timeout_s}
-    return score(prompts, responses, columns, weights, options, trainer_state=trainer_state, **deadlines)
-
-
 def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
     """The trained rewards' weights, plus weight 0 for each diagnostic reward not trained on:
     scored in the same call, for the metrics only (the total is unchanged)."""
@@ -101,53 +88,59 @@ def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
     return weights
 
 
+def informative_groups(
+    groups_P: list[Group], totals_N: list[float], per_reward: dict[str, list[float]], G: int, want: int
+) -> tuple[list[Group], list[float], dict[str, list[float]], int]:
+    """DAPO's dynamic-sampling filter: the first ``want`` groups whose G rewards are not all equal
+    (an all-equal group has zero advantage: no signal), with their totals and per-reward columns,
+    and the number of groups dropped as all-equal."""
+    flat_P = zero_variance_groups(torch.tensor(totals_N, dtype=torch.float32), G).tolist()
+    kept = [i for i, flat in enumerate(flat_P) if not flat][:want]
+    rows = [r for i in kept for r in range(i * G, (i + 1) * G)]
+    columns = {k: [v[r] for r in rows] for k, v in per_reward.items()}
+    return [groups_P[i] for i in kept], [totals_N[r] for r in rows], columns, sum(flat_P)
+
+
+def _mean_logged(logged: list[dict[str, float]]) -> dict[str, float]:
+    """TRL's semantics: per scoring call the mean of what was logged, per step the mean over calls."""
+    names = dict.fromkeys(k for part in logged for k in part)
+    return {k: sum(p[k] for p in logged if k in p) / sum(k in p for p in logged) for k in names}
+
+
 def rollout_and_score(cfg: GRPORun, source, rollout, trainer_state=None) -> StepResult:
     """Generate G completions per prompt and score them; with dynamic sampling, groups whose
     rewards are all equal are dropped and refilled from new prompts (bounded rounds)."""
-    G = cfg.rollout.group_size
-    want = cfg.train.prompts_per_step
-    groups = rollout.generate(source.next_batch(want))
-    scores = _score_groups(groups, _scored_rewards(cfg), cfg.reward_options, cfg.reward_runtime, trainer_state)
-    logged = [scores.logged]
+    G, want = cfg.rollout.group_size, cfg.train.prompts_per_step
+    weights = _scored_rewards(cfg)
+
+    def generate_and_score(n: int):
+        groups_P = rollout.generate(source.next_batch(n))
+        return groups_P, score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
+
+    groups, scores = generate_and_score(want)
     rewards = torch.tensor(scores.total, dtype=torch.float32)
-    zero_var = zero_variance_groups(rewards, G)
-    zero_var_frac = float(zero_var.float().mean())
+    zero_var_frac = float(zero_variance_groups(rewards, G).float().mean())
+    calls = [(groups, scores)]
     rounds = dropped = 0
-    errors, timeouts = sum(scores.errors.values()), sum(scores.timeouts.values())
-    tokens = sum(len(c) for g in groups for c in g.completion_ids)
     if cfg.grpo.dynamic_sampling:
-        kept, kept_rewards, kept_cols = [], [], {k: [] for k in scores.per_reward}
-
-        def keep(gs, sc, zv):
-            nonlocal dropped
-            for i, g in enumerate(gs):
-                if zv[i]:
-                    dropped += 1
-                    continue
-                if len(kept) < want:
-                    kept.append(g)
-                    kept_rewards.extend(sc.total[i * G : (i + 1) * G])
-                    for k, v in sc.per_reward.items():
-                        kept_cols[k].extend(v[i * G : (i + 1) * G])
-
-        keep(groups, scores, zero_var.tolist())
+        kept, totals, columns, dropped = informative_groups(groups, scores.total, scores.per_reward, G, want)
         while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
             rounds += 1
-            more = rollout.generate(source.next_batch(want - len(kept)))
-            tokens += sum(len(c) for g in more for c in g.completion_ids)
-            sc = _score_groups(more, _scored_rewards(cfg), cfg.reward_options, cfg.reward_runtime, trainer_state)
-            logged.append(sc.logged)
-            errors += sum(sc.errors.values())
-            timeouts += sum(sc.timeouts.values())
-            keep(more, sc, zero_variance_groups(torch.tensor(sc.total), G).tolist())
+            more, sc = generate_and_score(want - len(kept))
+            calls.append((more, sc))
+            new, new_totals, new_columns, new_dropped = informative_groups(more, sc.total, sc.per_reward, G, want - len(kept))
+            kept, totals, dropped = kept + new, totals + new_totals, dropped + new_dropped
+            columns = {k: columns[k] + new_columns[k] for k in columns}
         if kept:  # else every group was flat: train on them (zero advantage, only KL acts)
-            groups = kept
-            rewards = torch.tensor(kept_rewards, dtype=torch.float32)
-            scores.per_reward = kept_cols
-    # TRL's semantics: per scoring call the mean of what was logged, per step the mean over calls
-    names = dict.fromkeys(k for part in logged for k in part)
-    means = {k: sum(p[k] for p in logged if k in p) / sum(k in p for p in logged) for k in names}
-    return StepResult(groups, rewards, scores.per_reward, errors, timeouts, zero_var_frac, rounds, dropped, tokens, means)
+            groups, rewards, scores.per_reward = kept, torch.tensor(totals, dtype=torch.float32), columns
+    return StepResult(
+        groups, rewards, scores.per_reward,
+        errors=sum(sum(sc.errors.values()) for _, sc in calls),
+        timeouts=sum(sum(sc.timeouts.values()) for _, sc in calls),
+        zero_var_frac=zero_var_frac, resample_rounds=rounds, dropped_groups=dropped,
+        tokens_generated=sum(len(c) for gs, _ in calls for g in gs for c in g.completion_ids),
+        logged=_mean_logged([sc.logged for _, sc in calls]),
+    )
 
 
 def _step_metrics(

@@ -12,9 +12,9 @@ on a user's function; ``TrainerState`` is what a reward taking TRL's ``trainer_s
 
 from r1kit.rewards.registry import REWARDS, Runs, check_reward_options, completion_text, register, resolve_reward, runs
 from r1kit.rewards import accuracy, format, language, math, shaping  # noqa: E402,F401 - import registers the rewards
-from r1kit.rewards.scoring import Scores, TrainerState, score
+from r1kit.rewards.scoring import Scores, TrainerState, score, score_groups
 
 __all__ = [
     "REWARDS", "Runs", "Scores", "TrainerState", "check_reward_options", "completion_text", "register",
-    "resolve_reward", "runs", "score",
+    "resolve_reward", "runs", "score", "score_groups",
 ]

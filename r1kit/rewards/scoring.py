@@ -339,3 +339,19 @@ def _warn(name: str, mode: Runs, outcomes: list[Result], counts: tuple[int, int,
         logger.warning("reward '%s' (%s) failed for %d of %d entries (%s); scored 0.0", name, mode, len(failed), n, failed[0])
     elif errors:
         logger.warning("reward '%s' (%s): %d of %d entries errored or were not finite; scored 0.0", name, mode, errors, n)
+
+
+def score_groups(groups_P: list, weights: dict[str, float], options: dict | None = None, runtime=None,
+                 trainer_state: TrainerState | None = None) -> Scores:
+    """``score`` over groups of completions (``r1kit.types.Group``), flattened to N = P*G rows in
+    group order: each row gets its group's prompt and dataset columns, plus ``completion_ids``
+    (TRL passes the generated token ids too; length rewards count tokens with them). ``runtime``:
+    a ``RewardRuntimeSection`` for the deadlines. Every stage that scores completions -- the GRPO
+    loop, pass@k evaluation, rejection sampling -- goes through here."""
+    prompts_N = [g.sample.prompt for g in groups_P for _ in g.completions]
+    responses_N = [r for g in groups_P for r in g.responses]
+    keys = sorted({k for g in groups_P for k in g.sample.columns})
+    columns = {k: [g.sample.columns.get(k) for g in groups_P for _ in g.completions] for k in keys}
+    columns["completion_ids"] = [ids for g in groups_P for ids in g.completion_ids]
+    deadlines = {} if runtime is None else {"timeout_s": runtime.timeout_s, "batch_timeout_s": runtime.batch_timeout_s}
+    return score(prompts_N, responses_N, columns, weights, options, trainer_state=trainer_state, **deadlines)
