@@ -13,12 +13,10 @@ import tempfile
 import torch
 
 from r1kit.config import load_config
-from r1kit.data import build_source
 from r1kit.grpo.advantages import group_advantages
 from r1kit.grpo.learner import Learner, make_batch
-from r1kit.grpo.train import rollout_and_score, seed_everything
-from r1kit.models import load_model, resolve_model_path
-from r1kit.rollout import build_rollout
+from r1kit.grpo.train import rollout_and_score
+from r1kit.setup import build_parts
 from r1kit.testing import save_tiny
 
 
@@ -31,12 +29,11 @@ def main() -> None:
         [f"model.name_or_path={model}", "train.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=24",
          f"rollout.backend={backend}"],
     )
-    seed_everything(cfg.seed)
-    policy, ref, tok = load_model(cfg.model, need_ref=cfg.grpo.beta != 0)
-    source = build_source(cfg.data, tok, cfg.seed)
-    # the vLLM backend loads the same model directory into its own engine
-    rollout = build_rollout(cfg.rollout, policy, tok, model_path=resolve_model_path(cfg.model.name_or_path), seed=cfg.seed)
-    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature)
+    # model, reference, tokenizer, prompt stream and rollout backend, as every stage builds them
+    # (the vLLM backend loads the same model directory into its own engine)
+    parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0)
+    policy, tok, source, rollout = parts.policy, parts.tokenizer, parts.source, parts.rollout
+    learner = Learner(policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature)
 
     for step in range(1, 4):
         res = rollout_and_score(cfg, source, rollout)  # generate G completions per prompt, score them

@@ -13,7 +13,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -55,6 +55,47 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return ckpts[-1][1] if ckpts else None
 
 
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """``path`` holds either its old content or ``text``, never a part of it (written beside
+    it, then renamed over it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_dir_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Make the directory ``target`` from ``write(tmp_dir)``: written as ``.tmp-<name>``, flushed,
+    then renamed into place; an existing ``target`` is swapped out only once the new one is
+    complete (never deleted first). A killed process leaves the old or the new, whole."""
+    target = Path(target)
+    tmp = target.with_name(f".tmp-{target.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write(tmp)
+    fsync_dir(tmp)
+    if target.exists():
+        old = target.with_name(f".old-{target.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, target)
+    fsync_dir(target.parent)
+    return target
+
+
+def save_model_dir(target: str | Path, policy, tokenizer) -> Path:
+    """An HF-loadable directory (``from_pretrained``) with the policy and its tokenizer, atomically."""
+
+    def write(tmp: Path) -> None:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return write_dir_atomically(target, write)
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -65,14 +106,10 @@ def save_checkpoint(
     data_state: dict[str, Any],
     keep_last: int,
 ) -> Path:
+    """``checkpoints/step-N``: the model (HF-loadable) and ``trainer_state.pt``, atomically; only
+    the last ``keep_last`` checkpoints stay."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step}"
-    tmp = root / f".tmp-step-{step}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    policy.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -80,16 +117,13 @@ def save_checkpoint(
         "rng": rng_state(),
         "data": data_state,
     }
-    torch.save(state, tmp / STATE_FILE)
-    fsync_dir(tmp)
-    if final.exists():  # re-saving the same step after a resume: replace it whole
-        old = root / f".old-step-{step}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, final)
-    fsync_dir(root)
+
+    def write(tmp: Path) -> None:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(state, tmp / STATE_FILE)
+
+    final = write_dir_atomically(root / f"step-{step}", write)
     for _, path in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(path)
     return final

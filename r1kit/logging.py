@@ -48,9 +48,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def truncate_jsonl(path: Path, max_step: int) -> None:
     """Keep rows with step <= max_step (used on resume: later rows are re-created)."""
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    from r1kit.checkpoint import write_text_atomically
+
+    write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class RunLogger:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -16,28 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from r1kit.checkpoint import (
-    fsync_dir,
     latest_checkpoint,
     load_policy_weights,
     load_trainer_state,
     save_checkpoint,
+    save_model_dir,
     set_rng_state,
+    write_text_atomically,
 )
 from r1kit.config import GRPORun, load_config, save_config
-from r1kit.data import build_source
 from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
-from r1kit.models import autocast_dtype, default_device, load_model, resolve_model_path
 from r1kit.rewards import TrainerState, score_groups
-from r1kit.rewards.pool import configure as configure_reward_pool
 from r1kit.rewards.format import is_well_formed
-from r1kit.rollout import build_rollout
+from r1kit.setup import build_parts
 from r1kit.types import Group
 
 STATE_FILE = "run_state.json"
@@ -66,17 +62,8 @@ class StepResult:
     logged: dict[str, float] = field(default_factory=dict)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _write_state(run_dir: Path, **fields: Any) -> None:
-    path = run_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fields, indent=1))
-    tmp.replace(path)
+    write_text_atomically(run_dir / STATE_FILE, json.dumps(fields, indent=1))
 
 
 def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
@@ -309,17 +296,11 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
     _check_run_dir(Path(cfg.output_dir), resume)
-    device = default_device()
-    seed_everything(cfg.seed)
-    policy, ref, tokenizer = load_model(cfg.model, device, need_ref=cfg.grpo.beta != 0.0)
-    source = build_source(cfg.data, tokenizer, cfg.seed)
-    if cfg.reward_runtime.workers:
-        configure_reward_pool(size=cfg.reward_runtime.workers)
-    amp = autocast_dtype(cfg.model.dtype, device)
-    rollout = build_rollout(
-        cfg.rollout, policy, tokenizer, amp, model_path=resolve_model_path(cfg.model.name_or_path), seed=cfg.seed
+    parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
+    policy, tokenizer, source, rollout = parts.policy, parts.tokenizer, parts.source, parts.rollout
+    learner = Learner(
+        policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp
     )
-    learner = Learner(policy, ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, amp)
 
     state = _restore(cfg, policy, learner, source) if resume else None
     if state is not None or cfg.rollout.backend == "vllm-server":
@@ -387,21 +368,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             bar = None
         if read_jsonl(run_dir / "metrics.jsonl"):
             plot_run(run_dir)
-        final = run_dir / "final"
-        tmp = run_dir / ".tmp-final"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        policy.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        fsync_dir(tmp)
-        if final.exists():  # a resumed run that had finished before: swap, never delete first
-            old = run_dir / ".old-final"
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
+        final = save_model_dir(run_dir / "final", policy, tokenizer)
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]
         _write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
