@@ -55,15 +55,52 @@ def _plain_logits(model, batch: Batch) -> torch.Tensor:
     return out.logits[:, :-1]
 
 
+def _repeat_rows(x: torch.Tensor, inverse_B: torch.Tensor, U: int) -> torch.Tensor:
+    """``x[inverse_B]`` along dim 0, with a backward pass that sums the same way every time.
+
+    ``x[idx]`` with repeated indices backpropagates through an accumulating ``index_put_``, whose
+    sum order on CPU depends on thread scheduling (the last bits of the gradient change from run to
+    run). ``expand`` (one distinct row: a view, no copy; backward is a plain reduction) and
+    ``index_select`` (backward: ``index_add_``, in index order) give the same values and the same
+    gradient bits on every pass.
+    """
+    if U == 1:
+        return x.expand(inverse_B.shape[0], *x.shape[1:])
+    return x.index_select(0, inverse_B)
+
+
+def _repeat_cache_rows(cache, inverse_B: torch.Tensor, U: int) -> None:
+    """Row b of the cache becomes row ``inverse_B[b]``, in every layer (deterministic backward).
+
+    Replaces ``DynamicCache.batch_select_indices``, which indexes with ``[indices]``. Attention
+    layers of transformers' dynamic caches (full, sliding-window, indexed) keep ``keys``/``values``
+    (and ``indexer_keys``) as [batch, ...] tensors; any other kind of layer (linear-attention
+    states) is left to its own ``reorder_cache``, which transformers implements with ``index_select``.
+    """
+    from transformers import cache_utils
+
+    recurrent = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
+    for layer in cache.layers:
+        if recurrent and isinstance(layer, recurrent):  # hybrids' reorder_cache covers their keys too
+            layer.reorder_cache(inverse_B)
+            continue
+        for name in ("keys", "values", "indexer_keys"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor) and t.dim() > 0 and t.numel() > 0:
+                setattr(layer, name, _repeat_rows(t, inverse_B, U))
+
+
 def _shared_prompt_logits(model, batch: Batch, uniq_UP: torch.Tensor, inverse_B: torch.Tensor) -> torch.Tensor:
     """Run each distinct prompt once, then all completions against its (repeated) KV cache.
 
     Exact: the same attention as the plain path, but the G copies of a prompt are computed once
     in the forward pass and their gradients summed in the backward pass (G x less prompt work).
+    The repeat is an ``expand``/``index_select``, never ``x[inverse_B]``: see :func:`_repeat_rows`.
     """
     from transformers import DynamicCache
 
     P = batch.prompt_ids_BP.shape[1]
+    U = uniq_UP.shape[0]
     ids_UP, mask_UP = uniq_UP[:, :P], uniq_UP[:, P:]
     cache = DynamicCache(config=getattr(model, "config", None))
     out = model(
@@ -71,8 +108,8 @@ def _shared_prompt_logits(model, batch: Batch, uniq_UP: torch.Tensor, inverse_B:
         past_key_values=cache, use_cache=True, logits_to_keep=1,
     )
     cache = out.past_key_values
-    cache.batch_select_indices(inverse_B)
-    first_B1V = out.logits[:, -1:][inverse_B]
+    _repeat_cache_rows(cache, inverse_B, U)
+    first_B1V = _repeat_rows(out.logits[:, -1:], inverse_B, U)
     C = batch.completion_ids_BC.shape[1]
     if C == 1:
         return first_B1V

@@ -170,3 +170,48 @@ def test_autocast_step_keeps_fp32_master_weights(tok, model):
     assert math.isfinite(stats["loss"]) and b.old_logp_BC.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in m.parameters())
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def _pg_grads(logits, b, params):
+    lp = selective_log_softmax(logits, b.completion_ids_BC)
+    return torch.autograd.grad((lp * b.adv_B[:, None] * b.completion_mask_BC).sum(), params)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_shared_prompt_gradients_are_bit_reproducible(tok, arch):
+    """The main job's layout, one group per micro-batch: the prompt's KV cache and first logits are
+    repeated G times. ``x[idx]`` with repeated indices backpropagates through an accumulating
+    ``index_put_`` whose CPU sum order varies between passes with 2 threads (different last bits
+    every time at these sizes); the repeat must give the same gradient bits on every pass, and
+    the same log-probs and gradients as the plain path. Also with two groups in one micro-batch."""
+    from r1kit.grpo.learner import _plain_logits, completion_logits
+    from r1kit.testing import tiny_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = tiny_model(tok, arch, seed=3, hidden=128)  # KV cache [1, 2, ~107, 32] per layer
+        params = list(model.parameters())
+        long_prompt = tok("What is 3 + 4? Think step by step, then answer in \\boxed{}. " * 3 + "<think>")["input_ids"]
+        g = torch.Generator().manual_seed(0)
+        comps = [torch.randint(3, len(tok), (int(n),), generator=g).tolist() for n in torch.randint(2, 7, (8,), generator=g)]
+        one_group = [Group(Sample("a"), long_prompt, comps, [""] * 8, [False] * 8)]
+        two_groups = [  # the second prompt sorts first in torch.unique: inverse rows [1,1,1,1,0,0,0,0]
+            Group(Sample("a"), long_prompt, comps[:4], [""] * 4, [False] * 4),
+            Group(Sample("b"), tok("Hi <think>")["input_ids"], comps[4:], [""] * 4, [False] * 4),
+        ]
+        for groups in (one_group, two_groups):
+            b = make_batch(groups, torch.linspace(-1, 1, 8), tok.pad_token_id)
+
+            plain = _plain_logits(model, b)
+            seen = set()
+            for _ in range(8):
+                shared = completion_logits(model, b)
+                gs = _pg_grads(shared, b, params)
+                seen.add(b"".join(x.numpy().tobytes() for x in gs))
+            assert len(seen) == 1, f"{len(groups)} group(s): {len(seen)} different gradients in 8 passes"
+            assert torch.allclose(shared, plain, atol=1e-5)
+            for a, c in zip(gs, _pg_grads(plain, b, params)):
+                assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
