@@ -75,5 +75,9 @@ def lr_multiplier(
 def build_scheduler(
     optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int,
     milestones: tuple[float, ...] = DEFAULT_MILESTONES, factors: tuple[float, ...] = DEFAULT_FACTORS,
+    last_epoch: int = -1,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(name, warmup, total, milestones, factors))
+    """``last_epoch``: to continue a schedule, the number of steps already taken minus one (the
+    param groups then need ``initial_lr``, the base learning rate)."""
+    multiplier = lr_multiplier(name, warmup, total, milestones, factors)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier, last_epoch=last_epoch)

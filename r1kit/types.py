@@ -1,11 +1,18 @@
-"""The few records that flow between stages.
+"""The few records that flow between stages, and the one shape alphabet of r1kit.
 
-Shape suffixes used across r1kit: B batch (sequences), G group size, T tokens, V vocab.
+Shape suffixes name a tensor's (or list's) axes, one letter per axis, the same everywhere:
+
+    P  prompts (of a step or a batch)       G  completions per prompt (the group)
+    N  completion rows, N = P * G           U  distinct prompts within a micro-batch
+    L  prompt width (tokens, left-padded)   T  completion width (tokens, right-padded)
+    V  vocabulary
+
+e.g. ``groups_P``, ``rewards_N``, ``adv_N``, ``prompt_ids_NL``, ``logp_NT``, ``logits_NTV``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -47,44 +54,42 @@ class Group:
 class Batch:
     """Tokens for the learner, one row per completion.
 
-    Prompts are left-padded to a common width P and completions right-padded to C, so every
-    completion starts at column P and the learner only computes logits for the last C positions.
-    ``completion_mask_BC`` is 1 on tokens that count in the loss: 0 on padding, and on whole rows
+    Prompts are left-padded to a common width L and completions right-padded to T, so every
+    completion starts at column L and the learner only computes logits for the last T positions.
+    ``completion_mask_NT`` is 1 on tokens that count in the loss: 0 on padding, and on whole rows
     masked out (e.g. truncated completions with ``grpo.mask_truncated``).
     """
 
-    prompt_ids_BP: torch.Tensor
-    prompt_mask_BP: torch.Tensor
-    completion_ids_BC: torch.Tensor
-    completion_lengths_B: torch.Tensor
-    completion_mask_BC: torch.Tensor
-    adv_B: torch.Tensor
-    old_logp_BC: torch.Tensor | None = None
-    ref_logp_BC: torch.Tensor | None = None
-    sampling_logp_BC: torch.Tensor | None = None  # the rollout engine's own log-probs (vLLM)
+    prompt_ids_NL: torch.Tensor
+    prompt_mask_NL: torch.Tensor
+    completion_ids_NT: torch.Tensor
+    completion_lengths_N: torch.Tensor
+    completion_mask_NT: torch.Tensor
+    adv_N: torch.Tensor
+    old_logp_NT: torch.Tensor | None = None
+    ref_logp_NT: torch.Tensor | None = None
+    sampling_logp_NT: torch.Tensor | None = None  # the rollout engine's own log-probs (vLLM)
 
     def __len__(self) -> int:
-        return self.prompt_ids_BP.shape[0]
+        return self.prompt_ids_NL.shape[0]
 
     def select(self, idx: torch.Tensor) -> "Batch":
         """Rows ``idx``, with prompt columns that are padding in every row and completion
-        columns past the longest completion trimmed away (less work per micro-batch)."""
-        pm = self.prompt_mask_BP[idx]
-        used = (pm.sum(0) > 0).nonzero()
-        p_lo = int(used.min()) if used.numel() else 0
-        c_hi = max(1, int(self.completion_lengths_B[idx].max()))
+        columns past the longest completion trimmed away (less work per micro-batch). Each field
+        is cut by its shape suffix: ``_NL`` prompt columns, ``_NT`` completion columns, ``_N``
+        rows only."""
+        used = (self.prompt_mask_NL[idx].sum(0) > 0).nonzero()
+        l_lo = int(used.min()) if used.numel() else 0
+        t_hi = max(1, int(self.completion_lengths_N[idx].max()))
 
-        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[idx][:, :c_hi]
+        def cut(name: str, t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            t = t[idx]
+            if name.endswith("_NL"):
+                return t[:, l_lo:]
+            if name.endswith("_NT"):
+                return t[:, :t_hi]
+            return t
 
-        return Batch(
-            self.prompt_ids_BP[idx][:, p_lo:],
-            pm[:, p_lo:],
-            self.completion_ids_BC[idx][:, :c_hi],
-            self.completion_lengths_B[idx],
-            self.completion_mask_BC[idx][:, :c_hi],
-            self.adv_B[idx],
-            cut(self.old_logp_BC),
-            cut(self.ref_logp_BC),
-            cut(self.sampling_logp_BC),
-        )
+        return Batch(**{f.name: cut(f.name, getattr(self, f.name)) for f in fields(self)})

@@ -119,7 +119,3 @@ def config_from_dict(tree: dict[str, Any]):
 def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-
-# Older names, kept while the learner module moves over.
-GRPOConfig = GRPOSection
-TrainConfig = TrainSection

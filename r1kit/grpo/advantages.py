@@ -27,16 +27,16 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    r_BG = rewards.float().view(-1, group_size)
-    centred_BG = r_BG - r_BG.mean(dim=1, keepdim=True)
+    r_PG = rewards.float().view(-1, group_size)
+    centred_PG = r_PG - r_PG.mean(dim=1, keepdim=True)
     if scale == "group":
-        centred_BG = centred_BG / (r_BG.std(dim=1, unbiased=False, keepdim=True) + eps)
+        centred_PG = centred_PG / (r_PG.std(dim=1, unbiased=False, keepdim=True) + eps)
     elif scale == "batch":
-        centred_BG = centred_BG / (rewards.float().std(unbiased=False) + eps)
-    return centred_BG.reshape(-1)
+        centred_PG = centred_PG / (rewards.float().std(unbiased=False) + eps)
+    return centred_PG.reshape(-1)
 
 
 def zero_variance_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Bool [B]: True where every completion of the prompt got the same reward (no signal)."""
-    r_BG = rewards.view(-1, group_size)
-    return (r_BG == r_BG[:, :1]).all(dim=1)
+    r_PG = rewards.view(-1, group_size)
+    return (r_PG == r_PG[:, :1]).all(dim=1)

@@ -1,40 +1,44 @@
 """The learner: per-token log-probs, micro-batched gradient accumulation, AdamW, LR schedule.
 
-Shapes: B rows (completions), P prompt width, C completion width, V vocab.
+Shapes (``r1kit.types``): N completion rows, L prompt width, T completion width, V vocab, U
+distinct prompts in a micro-batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
-from r1kit.config import GRPOConfig, TrainConfig
-from r1kit.grpo.loss import micro_batch_weight, policy_loss, sampling_is_weights
+from r1kit.config import GRPOSection, TrainSection
+from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
+from r1kit.schedules import build_scheduler
+from r1kit.tensors import left_pad, positions
 from r1kit.types import Batch, Group
 
 
-def selective_log_softmax(logits_BCV: torch.Tensor, index_BC: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def selective_log_softmax(logits_NTV: torch.Tensor, index_NT: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """log softmax(logits)[index] in float32, ``chunk`` rows at a time.
 
     Only a [chunk, V] float32 buffer exists at once: logp = logit[index] - logsumexp(logits).
     """
-    flat_NV = logits_BCV.reshape(-1, logits_BCV.shape[-1])
-    flat_idx = index_BC.reshape(-1)
+    flat_NV = logits_NTV.reshape(-1, logits_NTV.shape[-1])
+    flat_idx = index_NT.reshape(-1)
     out = []
     for lo in range(0, flat_NV.shape[0], chunk):
         rows = flat_NV[lo : lo + chunk].float()
         picked = rows.gather(-1, flat_idx[lo : lo + chunk, None]).squeeze(-1)
         out.append(picked - torch.logsumexp(rows, dim=-1))
-    return torch.cat(out).view(index_BC.shape)
+    return torch.cat(out).view(index_NT.shape)
 
 
 @torch.no_grad()
-def entropy_sum(logits_BCV: torch.Tensor, mask_BC: torch.Tensor, chunk: int = 1024) -> float:
+def entropy_sum(logits_NTV: torch.Tensor, mask_NT: torch.Tensor, chunk: int = 1024) -> float:
     """Sum over masked tokens of the entropy of the next-token distribution (no graph kept)."""
-    flat_NV = logits_BCV.detach().reshape(-1, logits_BCV.shape[-1])
-    flat_m = mask_BC.reshape(-1)
+    flat_NV = logits_NTV.detach().reshape(-1, logits_NTV.shape[-1])
+    flat_m = mask_NT.reshape(-1)
     total = 0.0
     for lo in range(0, flat_NV.shape[0], chunk):
         m = flat_m[lo : lo + chunk]
@@ -46,17 +50,15 @@ def entropy_sum(logits_BCV: torch.Tensor, mask_BC: torch.Tensor, chunk: int = 10
 
 
 def _plain_logits(model, batch: Batch) -> torch.Tensor:
-    input_ids = torch.cat([batch.prompt_ids_BP, batch.completion_ids_BC], dim=1)
-    C = batch.completion_ids_BC.shape[1]
-    attn = torch.cat([batch.prompt_mask_BP, torch.ones_like(batch.completion_ids_BC)], dim=1)
-    # positions count real tokens, as during generation with left padding
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=C + 1)
+    input_ids = torch.cat([batch.prompt_ids_NL, batch.completion_ids_NT], dim=1)
+    T = batch.completion_ids_NT.shape[1]
+    attn = torch.cat([batch.prompt_mask_NL, torch.ones_like(batch.completion_ids_NT)], dim=1)
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions(attn), use_cache=False, logits_to_keep=T + 1)
     return out.logits[:, :-1]
 
 
-def _repeat_rows(x: torch.Tensor, inverse_B: torch.Tensor, U: int) -> torch.Tensor:
-    """``x[inverse_B]`` along dim 0, with a backward pass that sums the same way every time.
+def _repeat_rows(x: torch.Tensor, inverse_N: torch.Tensor, U: int) -> torch.Tensor:
+    """``x[inverse_N]`` along dim 0, with a backward pass that sums the same way every time.
 
     ``x[idx]`` with repeated indices backpropagates through an accumulating ``index_put_``, whose
     sum order on CPU depends on thread scheduling (the last bits of the gradient change from run to
@@ -65,12 +67,12 @@ def _repeat_rows(x: torch.Tensor, inverse_B: torch.Tensor, U: int) -> torch.Tens
     gradient bits on every pass.
     """
     if U == 1:
-        return x.expand(inverse_B.shape[0], *x.shape[1:])
-    return x.index_select(0, inverse_B)
+        return x.expand(inverse_N.shape[0], *x.shape[1:])
+    return x.index_select(0, inverse_N)
 
 
-def _repeat_cache_rows(cache, inverse_B: torch.Tensor, U: int) -> None:
-    """Row b of the cache becomes row ``inverse_B[b]``, in every layer (deterministic backward).
+def _repeat_cache_rows(cache, inverse_N: torch.Tensor, U: int) -> None:
+    """Row b of the cache becomes row ``inverse_N[b]``, in every layer (deterministic backward).
 
     Replaces ``DynamicCache.batch_select_indices``, which indexes with ``[indices]``. Attention
     layers of transformers' dynamic caches (full, sliding-window, indexed) keep ``keys``/``values``
@@ -82,49 +84,48 @@ def _repeat_cache_rows(cache, inverse_B: torch.Tensor, U: int) -> None:
     recurrent = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
     for layer in cache.layers:
         if recurrent and isinstance(layer, recurrent):  # hybrids' reorder_cache covers their keys too
-            layer.reorder_cache(inverse_B)
+            layer.reorder_cache(inverse_N)
             continue
         for name in ("keys", "values", "indexer_keys"):
             t = getattr(layer, name, None)
             if isinstance(t, torch.Tensor) and t.dim() > 0 and t.numel() > 0:
-                setattr(layer, name, _repeat_rows(t, inverse_B, U))
+                setattr(layer, name, _repeat_rows(t, inverse_N, U))
 
 
-def _shared_prompt_logits(model, batch: Batch, uniq_UP: torch.Tensor, inverse_B: torch.Tensor) -> torch.Tensor:
+def _shared_prompt_logits(model, batch: Batch, uniq_U2L: torch.Tensor, inverse_N: torch.Tensor) -> torch.Tensor:
     """Run each distinct prompt once, then all completions against its (repeated) KV cache.
 
     Exact: the same attention as the plain path, but the G copies of a prompt are computed once
     in the forward pass and their gradients summed in the backward pass (G x less prompt work).
-    The repeat is an ``expand``/``index_select``, never ``x[inverse_B]``: see :func:`_repeat_rows`.
+    The repeat is an ``expand``/``index_select``, never ``x[inverse_N]``: see :func:`_repeat_rows`.
     """
     from transformers import DynamicCache
 
-    P = batch.prompt_ids_BP.shape[1]
-    U = uniq_UP.shape[0]
-    ids_UP, mask_UP = uniq_UP[:, :P], uniq_UP[:, P:]
+    L = batch.prompt_ids_NL.shape[1]
+    U = uniq_U2L.shape[0]
+    ids_UL, mask_UL = uniq_U2L[:, :L], uniq_U2L[:, L:]
     cache = DynamicCache(config=getattr(model, "config", None))
     out = model(
-        input_ids=ids_UP, attention_mask=mask_UP, position_ids=(mask_UP.cumsum(-1) - 1).clamp(min=0),
+        input_ids=ids_UL, attention_mask=mask_UL, position_ids=positions(mask_UL),
         past_key_values=cache, use_cache=True, logits_to_keep=1,
     )
     cache = out.past_key_values
-    _repeat_cache_rows(cache, inverse_B, U)
-    first_B1V = _repeat_rows(out.logits[:, -1:], inverse_B, U)
-    C = batch.completion_ids_BC.shape[1]
-    if C == 1:
-        return first_B1V
-    B = batch.completion_ids_BC.shape[0]
-    attn = torch.cat([batch.prompt_mask_BP, batch.prompt_mask_BP.new_ones((B, C - 1))], dim=1)
-    pos = batch.prompt_mask_BP.sum(-1, keepdim=True) + torch.arange(C - 1, device=attn.device)
+    _repeat_cache_rows(cache, inverse_N, U)
+    first_N1V = _repeat_rows(out.logits[:, -1:], inverse_N, U)
+    N, T = batch.completion_ids_NT.shape
+    if T == 1:
+        return first_N1V
+    attn = torch.cat([batch.prompt_mask_NL, batch.prompt_mask_NL.new_ones((N, T - 1))], dim=1)
+    pos = batch.prompt_mask_NL.sum(-1, keepdim=True) + torch.arange(T - 1, device=attn.device)
     rest = model(
-        input_ids=batch.completion_ids_BC[:, :-1], attention_mask=attn, position_ids=pos,
+        input_ids=batch.completion_ids_NT[:, :-1], attention_mask=attn, position_ids=pos,
         past_key_values=cache, use_cache=True,
     ).logits
-    return torch.cat([first_B1V, rest], dim=1)
+    return torch.cat([first_N1V, rest], dim=1)
 
 
 def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
-    """Logits [B, C, V] predicting each completion token; only completion positions are projected
+    """Logits [N, T, V] predicting each completion token; only completion positions are projected
     to the vocabulary, and prompts shared by several rows (a GRPO group) are run once.
 
     Divided by the sampling ``temperature`` (when > 0), so log-probs are those of the
@@ -136,45 +137,43 @@ def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Te
 def _completion_logits(model, batch: Batch) -> torch.Tensor:
     checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training
     if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
-        key_BK = torch.cat([batch.prompt_ids_BP, batch.prompt_mask_BP], dim=1)
-        uniq_UK, inverse_B = torch.unique(key_BK, dim=0, return_inverse=True)
-        if uniq_UK.shape[0] < key_BK.shape[0]:
-            return _shared_prompt_logits(model, batch, uniq_UK, inverse_B)
+        key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
+        uniq_U2L, inverse_N = torch.unique(key_N2L, dim=0, return_inverse=True)
+        if uniq_U2L.shape[0] < key_N2L.shape[0]:
+            return _shared_prompt_logits(model, batch, uniq_U2L, inverse_N)
     return _plain_logits(model, batch)
 
 
 def token_logprobs(model, batch: Batch, chunk: int = 1024, temperature: float = 1.0) -> torch.Tensor:
-    return selective_log_softmax(completion_logits(model, batch, temperature), batch.completion_ids_BC, chunk)
+    return selective_log_softmax(completion_logits(model, batch, temperature), batch.completion_ids_NT, chunk)
 
 
-def make_batch(groups: list[Group], adv_B: torch.Tensor, pad_id: int, mask_truncated: bool = False) -> Batch:
+def make_batch(groups: list[Group], adv_N: torch.Tensor, pad_id: int, mask_truncated: bool = False) -> Batch:
     """Groups + advantages -> left-padded prompts, right-padded completions (one row per completion)."""
     rows = [(g.prompt_ids, ids, trunc) for g in groups for ids, trunc in zip(g.completion_ids, g.truncated)]
-    B = len(rows)
-    P = max(len(p) for p, _, _ in rows)
-    C = max(1, max(len(c) for _, c, _ in rows))
-    prompt_ids = torch.full((B, P), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((B, P), dtype=torch.long)
-    comp_ids = torch.full((B, C), pad_id, dtype=torch.long)
-    lengths = torch.zeros(B, dtype=torch.long)
-    keep = torch.ones(B, dtype=torch.bool)
-    for i, (p, c, trunc) in enumerate(rows):
-        prompt_ids[i, P - len(p) :] = torch.tensor(p)
-        prompt_mask[i, P - len(p) :] = 1
-        comp_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-        lengths[i] = len(c)
-        keep[i] = not (mask_truncated and trunc)
-    mask = (torch.arange(C)[None, :] < lengths[:, None]) & keep[:, None]
-    sampling = None
+    N = len(rows)
+    T = max(1, max(len(c) for _, c, _ in rows))
+    prompt_ids_NL, prompt_mask_NL = left_pad([p for p, _, _ in rows], pad_id)
+    comp_ids_NT = torch.full((N, T), pad_id, dtype=torch.long)
+    lengths_N = torch.zeros(N, dtype=torch.long)
+    keep_N = torch.ones(N, dtype=torch.bool)
+    for i, (_, c, trunc) in enumerate(rows):
+        comp_ids_NT[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        lengths_N[i] = len(c)
+        keep_N[i] = not (mask_truncated and trunc)
+    mask_NT = (torch.arange(T)[None, :] < lengths_N[:, None]) & keep_N[:, None]
+    sampling_NT = None
     if groups and all(g.sampling_logps is not None for g in groups):
-        sampling = torch.zeros((B, C))
+        sampling_NT = torch.zeros((N, T))
         for i, lp in enumerate(lp for g in groups for lp in g.sampling_logps):
-            sampling[i, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
-    return Batch(prompt_ids, prompt_mask, comp_ids, lengths, mask.long(), adv_B.float(), sampling_logp_BC=sampling)
+            sampling_NT[i, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
+    return Batch(
+        prompt_ids_NL, prompt_mask_NL, comp_ids_NT, lengths_N, mask_NT.long(), adv_N.float(), sampling_logp_NT=sampling_NT
+    )
 
 
 def sampling_mismatch(
-    old_logp_BT: torch.Tensor, sampling_logp_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, cap: float,
+    old_logp_NT: torch.Tensor, sampling_logp_NT: torch.Tensor, mask_NT: torch.Tensor, mode: str, cap: float,
     is_weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """How far the rollout engine's log-probs are from the learner's, over completion tokens:
@@ -182,42 +181,26 @@ def sampling_mismatch(
     (1 with ``none``), and the share of tokens whose raw ratio exceeds ``is_cap`` (per token, or
     per sequence for ``sequence_*`` modes), i.e. where truncation or masking acts.
     ``is_weight``: the weights already computed for this ``mode`` and ``cap``, if at hand."""
-    m = mask_BT.bool()
+    m = mask_NT.bool()
     if not m.any():
         return {}
-    diff_BT = old_logp_BT.detach().float() - sampling_logp_BT.float()
+    diff_NT = old_logp_NT.detach().float() - sampling_logp_NT.float()
     level = "sequence" if mode.startswith("sequence") else "token"
-    raw = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, f"{level}_truncate", float("inf"))
-    w = sampling_is_weights(old_logp_BT, sampling_logp_BT, mask_BT, mode, cap) if is_weight is None else is_weight
+    raw = sampling_is_weights(old_logp_NT, sampling_logp_NT, mask_NT, f"{level}_truncate", float("inf"))
+    w = sampling_is_weights(old_logp_NT, sampling_logp_NT, mask_NT, mode, cap) if is_weight is None else is_weight
     return {
-        "sampling/logp_diff/mean": float(diff_BT.abs()[m].mean()),
-        "sampling/logp_diff/max": float(diff_BT.abs()[m].max()),
-        "sampling/is_weight/mean": float(w.expand_as(mask_BT)[m].mean()),
-        "sampling/is_capped_frac": float((raw > cap).expand_as(mask_BT)[m].float().mean()),
+        "sampling/logp_diff/mean": float(diff_NT.abs()[m].mean()),
+        "sampling/logp_diff/max": float(diff_NT.abs()[m].max()),
+        "sampling/is_weight/mean": float(w.expand_as(mask_NT)[m].mean()),
+        "sampling/is_capped_frac": float((raw > cap).expand_as(mask_NT)[m].float().mean()),
     }
-
-
-def lr_lambda(schedule: str, warmup: int, total: int):
-    """Multiplier on the base LR at optimizer step s: linear warmup, then constant/linear/cosine to 0."""
-
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return f
 
 
 class Learner:
     """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates."""
 
     def __init__(
-        self, policy, ref, grpo: GRPOConfig, train: TrainConfig, max_completion_length: int, temperature: float = 1.0,
+        self, policy, ref, grpo: GRPOSection, train: TrainSection, max_completion_length: int, temperature: float = 1.0,
         amp: torch.dtype | None = None,
     ):
         self.amp = amp  # autocast dtype for forward passes (None: the weights' dtype)
@@ -228,11 +211,25 @@ class Learner:
         self.optimizer = torch.optim.AdamW(
             params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
         )
-        total = max(1, train.max_steps * grpo.num_iterations)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(train.lr_schedule, train.warmup_steps, total)
-        )
+        self.scheduler = self._schedule()
         self.device = next(policy.parameters()).device
+
+    def _schedule(self, last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+        t = self.train_cfg
+        total = max(1, t.max_steps * self.grpo.num_iterations)  # optimizer steps
+        return build_scheduler(
+            self.optimizer, t.lr_schedule, t.warmup_steps, total, tuple(t.lr_milestones), tuple(t.lr_factors),
+            last_epoch=last_epoch,
+        )
+
+    def load_state(self, optimizer_state: dict, scheduler_state: dict) -> None:
+        """Resume: the checkpoint's moments and step count with this config's hyper-parameters
+        (lr, betas, weight decay, schedule), so what config.yaml records is what trains."""
+        self.optimizer.load_state_dict(optimizer_state)
+        t = self.train_cfg
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=t.lr, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2))
+        self.scheduler = self._schedule(last_epoch=int(scheduler_state["last_epoch"]) - 1)
 
     def _micro_batches(self, batch: Batch) -> list[torch.Tensor]:
         # Contiguous rows: a group's completions stay together, so its prompt is run once.
@@ -240,72 +237,79 @@ class Learner:
         return [torch.arange(i, min(i + mb, len(batch))) for i in range(0, len(batch), mb)]
 
     @torch.no_grad()
-    def _fill_logprobs(self, batch: Batch) -> None:
-        """old log-probs (only when mu > 1) and reference log-probs (only when beta > 0), once per batch."""
+    def _logprobs(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(old_logp_NT, ref_logp_NT)``: old log-probs only when mu > 1, reference log-probs
+        only when beta > 0 (else None), computed once per batch."""
         need_old = self.grpo.num_iterations > 1
         need_ref = self.grpo.beta != 0.0
         if not (need_old or need_ref):
-            return
-        C = batch.completion_ids_BC.shape[1]
-        old = torch.zeros(batch.completion_ids_BC.shape) if need_old else None
-        ref = torch.zeros(batch.completion_ids_BC.shape) if need_ref else None
+            return None, None
+        old_NT = torch.zeros(batch.completion_ids_NT.shape) if need_old else None
+        ref_NT = torch.zeros(batch.completion_ids_NT.shape) if need_ref else None
         was_training = self.policy.training
         self.policy.eval()  # no dropout: old log-probs must match the sampling policy
+        chunk, temp = self.train_cfg.logit_chunk, self.temperature
         for idx in self._micro_batches(batch):
             mb = self._to_device(batch.select(idx))
-            w = mb.completion_ids_BC.shape[1]
+            w = mb.completion_ids_NT.shape[1]
             with autocast(self.device, self.amp):
                 if need_old:
-                    old[idx, :w] = token_logprobs(self.policy, mb, self.train_cfg.logit_chunk, self.temperature).float().cpu()
+                    old_NT[idx, :w] = token_logprobs(self.policy, mb, chunk, temp).float().cpu()
                 if need_ref:
                     with reference_context(self.policy, self.ref) as ref_model:
-                        ref[idx, :w] = token_logprobs(ref_model, mb, self.train_cfg.logit_chunk, self.temperature).float().cpu()
+                        ref_NT[idx, :w] = token_logprobs(ref_model, mb, chunk, temp).float().cpu()
         self.policy.train(was_training)
-        batch.old_logp_BC = old[:, :C] if need_old else None
-        batch.ref_logp_BC = ref[:, :C] if need_ref else None
+        return old_NT, ref_NT
 
     def _to_device(self, b: Batch) -> Batch:
-        def mv(t):
-            return None if t is None else t.to(self.device)
+        return Batch(**{f.name: None if (t := getattr(b, f.name)) is None else t.to(self.device)
+                        for f in dataclasses.fields(b)})
 
-        return Batch(*(mv(getattr(b, f)) for f in b.__dataclass_fields__))
+    def _micro_step(self, mb: Batch, num_tokens: float, num_seqs: float) -> tuple[float, float, dict[str, float]]:
+        """Forward and backward of one micro-batch, its loss taken over the whole optimizer
+        step's ``num_tokens`` / ``num_seqs`` (so the micro-batches' gradients add up to the
+        full batch's). Returns (loss, entropy sum, metrics)."""
+        g, cfg = self.grpo, self.train_cfg
+        with autocast(self.device, self.amp):
+            logits_NTV = completion_logits(self.policy, mb, self.temperature)
+        logp_NT = selective_log_softmax(logits_NTV, mb.completion_ids_NT, cfg.logit_chunk)
+        entropy = entropy_sum(logits_NTV, mb.completion_mask_NT, cfg.logit_chunk)
+        del logits_NTV
+        old_NT = logp_NT.detach() if mb.old_logp_NT is None else mb.old_logp_NT
+        is_w = None
+        if mb.sampling_logp_NT is not None:
+            is_w = sampling_is_weights(old_NT, mb.sampling_logp_NT, mb.completion_mask_NT, g.is_correction, g.is_cap)
+        loss, m = policy_loss(
+            logp_NT, old_NT, mb.adv_N, mb.completion_mask_NT, mb.ref_logp_NT,
+            loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
+            beta=g.beta, kl_estimator=g.kl_estimator, max_completion_length=self.max_completion_length,
+            is_weight=None if g.is_correction == "none" else is_w, num_tokens=num_tokens, num_seqs=num_seqs,
+        )
+        if is_w is not None:
+            m.update(sampling_mismatch(
+                old_NT, mb.sampling_logp_NT, mb.completion_mask_NT, g.is_correction, g.is_cap, is_weight=is_w,
+            ))
+        loss.backward()
+        return float(loss.detach()), entropy, m
 
     def step(self, batch: Batch) -> dict[str, float]:
         """mu optimizer steps on one generated batch; returns averaged metrics."""
         g, cfg = self.grpo, self.train_cfg
-        self._fill_logprobs(batch)
+        old_NT, ref_NT = self._logprobs(batch)
+        batch = dataclasses.replace(batch, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
         self.policy.train()
-        mask_full = batch.completion_mask_BC
+        n_tokens = float(batch.completion_mask_NT.sum())
+        n_seqs = float(len(batch))
         sums: dict[str, float] = {}
-        n_tokens = float(mask_full.sum())
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             loss_total, ent_total = 0.0, 0.0
             for idx in self._micro_batches(batch):
                 mb = self._to_device(batch.select(idx))
-                with autocast(self.device, self.amp):
-                    logits = completion_logits(self.policy, mb, self.temperature)
-                logp = selective_log_softmax(logits, mb.completion_ids_BC, cfg.logit_chunk)
-                ent_total += entropy_sum(logits, mb.completion_mask_BC, cfg.logit_chunk)
-                del logits
-                old = logp.detach() if mb.old_logp_BC is None else mb.old_logp_BC
-                is_w = None
-                if mb.sampling_logp_BC is not None:
-                    is_w = sampling_is_weights(old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap)
-                loss, m = policy_loss(
-                    logp, old, mb.adv_B, mb.completion_mask_BC, mb.ref_logp_BC,
-                    loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
-                    beta=g.beta, max_completion_length=self.max_completion_length,
-                    is_weight=None if g.is_correction == "none" else is_w,
-                )
-                if is_w is not None:
-                    m.update(sampling_mismatch(
-                        old, mb.sampling_logp_BC, mb.completion_mask_BC, g.is_correction, g.is_cap, is_weight=is_w,
-                    ))
-                w = micro_batch_weight(g.loss_type, mb.completion_mask_BC, mask_full)
-                (loss * w).backward()
-                loss_total += float(loss.detach()) * w
-                tok_share = float(mb.completion_mask_BC.sum()) / max(1.0, n_tokens)
+                loss, entropy, m = self._micro_step(mb, n_tokens, n_seqs)
+                loss_total += loss
+                ent_total += entropy
+                tok_share = float(mb.completion_mask_NT.sum()) / max(1.0, n_tokens)
                 for k, v in m.items():  # token-weighted means over micro-batches; maxima stay maxima
                     if k.endswith("/max"):
                         sums[k] = max(sums.get(k, 0.0), v)

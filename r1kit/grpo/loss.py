@@ -60,14 +60,6 @@ LOSS_TYPES: dict[str, str] = {
 }
 
 
-def micro_batch_weight(loss_type: str, mask_mb: torch.Tensor, mask_full: torch.Tensor) -> float:
-    """Factor that turns a micro-batch loss (with its own denominators) into its share of the
-    full-batch loss. Superseded by passing the step's denominators to ``policy_loss``."""
-    if LOSS_TYPES[loss_type] == "token-mean":
-        return max(1, int(mask_mb.sum())) / max(1, int(mask_full.sum()))
-    return mask_mb.shape[0] / mask_full.shape[0]
-
-
 def aggregate(
     x_NT: torch.Tensor, mask_NT: torch.Tensor, mode: str, *,
     num_tokens: float | None = None, num_seqs: float | None = None, max_len: int | None = None,

@@ -252,27 +252,13 @@ def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
         )
     try:
         load_policy_weights(policy, ckpt)
-        learner.optimizer.load_state_dict(state["optimizer"])
-        learner.scheduler.load_state_dict(state["scheduler"])
-        _apply_optimizer_config(learner, cfg)
+        learner.load_state(state["optimizer"], state["scheduler"])
     except (ValueError, KeyError, RuntimeError) as e:
         raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
     source.load_state_dict(state["data"])
     set_rng_state(state["rng"])
     state["path"] = ckpt
     return state
-
-
-def _apply_optimizer_config(learner: Learner, cfg: GRPORun) -> None:
-    """The resumed config wins over the checkpoint's hyper-parameters (lr, betas, weight decay),
-    so what config.yaml records is what trains; moments and the step count are kept."""
-    t = cfg.train
-    sched = learner.scheduler
-    sched.base_lrs = [t.lr for _ in sched.base_lrs]
-    for group, lam in zip(learner.optimizer.param_groups, sched.lr_lambdas):
-        group.update(initial_lr=t.lr, lr=t.lr * lam(sched.last_epoch), weight_decay=t.weight_decay,
-                     betas=(t.adam_beta1, t.adam_beta2))
-    sched._last_lr = [g["lr"] for g in learner.optimizer.param_groups]
 
 
 def _resumed_run_dir(cfg: GRPORun, start: int) -> Path:

@@ -10,26 +10,27 @@ from __future__ import annotations
 import torch
 
 from r1kit.config import RolloutSection
+from r1kit.tensors import left_pad, positions
 from r1kit.models import autocast
 from r1kit.types import Group, Sample
 
 
-def sample_next(logits_BV: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
+def sample_next(logits_NV: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
     """Sample one token per row: temperature, then top-k (0 = off), then nucleus top-p (1 = off)."""
     if temperature == 0:
-        return logits_BV.argmax(-1)
-    logits_BV = logits_BV.float() / temperature
-    if top_k and top_k < logits_BV.shape[-1]:
-        kth = torch.topk(logits_BV, top_k, dim=-1).values[:, -1:]
-        logits_BV = logits_BV.masked_fill(logits_BV < kth, float("-inf"))
+        return logits_NV.argmax(-1)
+    logits_NV = logits_NV.float() / temperature
+    if top_k and top_k < logits_NV.shape[-1]:
+        kth = torch.topk(logits_NV, top_k, dim=-1).values[:, -1:]
+        logits_NV = logits_NV.masked_fill(logits_NV < kth, float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits_BV, dim=-1, descending=True)
+        sorted_logits, order = torch.sort(logits_NV, dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         # drop a token when the mass strictly before it already reaches top_p (the first always stays)
         drop_sorted = probs.cumsum(-1) - probs >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits_BV = logits_BV.masked_fill(drop, float("-inf"))
-    return torch.multinomial(logits_BV.softmax(-1), 1).squeeze(-1)
+        logits_NV = logits_NV.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits_NV.softmax(-1), 1).squeeze(-1)
 
 
 @torch.no_grad()
@@ -46,58 +47,54 @@ def generate_groups(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ``group_size`` continuations of each prompt.
 
-    Returns ``tokens_BT`` [len(prompt_ids) * G, max_new_tokens] (pad after EOS, groups contiguous)
-    and ``lengths_B`` (tokens generated, EOS included).
+    Returns ``tokens_NT`` [N = len(prompt_ids) * G, T = max_new_tokens] (pad after EOS, groups contiguous)
+    and ``lengths_N`` (tokens generated, EOS included).
     """
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
     P = len(prompt_ids)
-    width = max(len(p) for p in prompt_ids)
-    ids_PT = torch.full((P, width), pad_id, dtype=torch.long, device=device)
-    attn_PT = torch.zeros((P, width), dtype=torch.long, device=device)
-    for i, p in enumerate(prompt_ids):  # left padding: the next token is always at column `width`
-        ids_PT[i, width - len(p) :] = torch.tensor(p, device=device)
-        attn_PT[i, width - len(p) :] = 1
-    pos_PT = (attn_PT.cumsum(-1) - 1).clamp(min=0)
+    ids_PL, attn_PL = left_pad(prompt_ids, pad_id, device)  # the next token is always at column L
+    pos_PL = positions(attn_PL)
 
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids_PT, attention_mask=attn_PT, position_ids=pos_PT, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=ids_PL, attention_mask=attn_PL, position_ids=pos_PL, past_key_values=cache, use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     cache.batch_repeat_interleave(group_size)
-    logits_BV = out.logits[:, -1].repeat_interleave(group_size, dim=0)
-    attn_BT = attn_PT.repeat_interleave(group_size, dim=0)
-    next_pos_B = pos_PT[:, -1].repeat_interleave(group_size) + 1
+    # the N = P * G rows still running, as they shrink: their logits, attention, next position
+    logits_NV = out.logits[:, -1].repeat_interleave(group_size, dim=0)
+    attn = attn_PL.repeat_interleave(group_size, dim=0)
+    next_pos_N = pos_PL[:, -1].repeat_interleave(group_size) + 1
 
-    B = P * group_size
-    tokens_BT = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    lengths_B = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)
-    rows_b = torch.arange(B, device=device)  # original row of each still-running sequence
+    N = P * group_size
+    tokens_NT = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    lengths_N = torch.full((N,), max_new_tokens, dtype=torch.long, device=device)
+    rows_N = torch.arange(N, device=device)  # original row of each still-running sequence
     eos_t = torch.tensor(eos_ids, device=device)
     for t in range(max_new_tokens):
-        tok_b = sample_next(logits_BV, temperature, top_p, top_k)
-        tokens_BT[rows_b, t] = tok_b
-        done_b = torch.isin(tok_b, eos_t)
-        lengths_B[rows_b[done_b]] = t + 1
+        tok_N = sample_next(logits_NV, temperature, top_p, top_k)
+        tokens_NT[rows_N, t] = tok_N
+        done_N = torch.isin(tok_N, eos_t)
+        lengths_N[rows_N[done_N]] = t + 1
         if t == max_new_tokens - 1:
             break
-        if done_b.any():
-            keep = (~done_b).nonzero().squeeze(1)
+        if done_N.any():
+            keep = (~done_N).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
             cache.batch_select_indices(keep)
-            attn_BT, rows_b, tok_b, next_pos_B = attn_BT[keep], rows_b[keep], tok_b[keep], next_pos_B[keep]
-        attn_BT = torch.cat([attn_BT, attn_BT.new_ones((attn_BT.shape[0], 1))], dim=1)
+            attn, rows_N, tok_N, next_pos_N = attn[keep], rows_N[keep], tok_N[keep], next_pos_N[keep]
+        attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
         out = model(
-            input_ids=tok_b[:, None],
-            attention_mask=attn_BT,
-            position_ids=next_pos_B[:, None],
+            input_ids=tok_N[:, None],
+            attention_mask=attn,
+            position_ids=next_pos_N[:, None],
             past_key_values=cache,
             use_cache=True,
         )
-        logits_BV = out.logits[:, -1]
-        next_pos_B = next_pos_B + 1
-    return tokens_BT, lengths_B
+        logits_NV = out.logits[:, -1]
+        next_pos_N = next_pos_N + 1
+    return tokens_NT, lengths_N
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -135,11 +132,11 @@ class HFRollout:
             for lo in range(0, len(samples), step):
                 chunk = prompt_ids[lo : lo + step]
                 with autocast(next(self.model.parameters()).device, self.amp):
-                    tokens_BT, lengths_B = generate_groups(
+                    tokens_NT, lengths_N = generate_groups(
                         self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
                         cfg.temperature, cfg.top_p, cfg.top_k,
                     )
-                tokens, lengths = tokens_BT.tolist(), lengths_B.tolist()
+                tokens, lengths = tokens_NT.tolist(), lengths_N.tolist()
                 for i, ids in enumerate(chunk):
                     rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)
                     comp = [tokens[r][: lengths[r]] for r in rows]

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from r1kit.config import GRPOConfig, TrainConfig
-from r1kit.grpo.learner import Learner, lr_lambda, make_batch, selective_log_softmax, token_logprobs
+from r1kit.config import GRPOSection, TrainSection
+from r1kit.grpo.learner import Learner, make_batch, selective_log_softmax, token_logprobs
+from r1kit.schedules import lr_multiplier
 from r1kit.types import Group, Sample
 
 
@@ -35,16 +36,16 @@ def test_make_batch_layout(tok):
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     b = make_batch(groups, adv, tok.pad_token_id)
     P = max(len(g.prompt_ids) for g in groups)
-    assert b.prompt_ids_BP.shape == (4, P) and b.completion_ids_BC.shape == (4, 4)
-    assert b.completion_lengths_B.tolist() == [3, 4, 2, 4]
-    assert b.completion_mask_BC.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert b.prompt_ids_NL.shape == (4, P) and b.completion_ids_NT.shape == (4, 4)
+    assert b.completion_lengths_N.tolist() == [3, 4, 2, 4]
+    assert b.completion_mask_NT.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]
     # prompts are left padded
     p2 = groups[1].prompt_ids
-    assert b.prompt_ids_BP[2, P - len(p2):].tolist() == p2 and b.prompt_mask_BP[2, : P - len(p2)].sum() == 0
+    assert b.prompt_ids_NL[2, P - len(p2):].tolist() == p2 and b.prompt_mask_NL[2, : P - len(p2)].sum() == 0
     masked = make_batch(groups, adv, tok.pad_token_id, mask_truncated=True)
-    assert masked.completion_mask_BC[1].sum() == 0 and masked.completion_mask_BC[0].sum() == 3
+    assert masked.completion_mask_NT[1].sum() == 0 and masked.completion_mask_NT[0].sum() == 3
     sub = b.select(torch.tensor([2]))  # trims to the row's own prompt and completion width
-    assert sub.prompt_ids_BP.shape == (1, len(p2)) and sub.completion_ids_BC.shape == (1, 2)
+    assert sub.prompt_ids_NL.shape == (1, len(p2)) and sub.completion_ids_NT.shape == (1, 2)
 
 
 def test_token_logprobs_match_unpadded_forward(tok, model):
@@ -64,7 +65,7 @@ def test_token_logprobs_match_unpadded_forward(tok, model):
 def _grads(model, tok, loss_type, micro, beta=0.0):
     m = copy.deepcopy(model)
     ref = copy.deepcopy(model).eval() if beta else None
-    learner = Learner(m, ref, GRPOConfig(loss_type=loss_type, beta=beta), TrainConfig(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
+    learner = Learner(m, ref, GRPOSection(loss_type=loss_type, beta=beta), TrainSection(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     for group in learner.optimizer.param_groups:  # keep weights: we only compare gradients
         group["lr"] = 0.0
@@ -85,11 +86,13 @@ def test_micro_batching_equals_full_batch(tok, model, loss_type):
 
 def test_step_updates_and_mu_uses_old_logprobs(tok, model):
     m = copy.deepcopy(model)
-    learner = Learner(m, None, GRPOConfig(num_iterations=2), TrainConfig(micro_batch_size=2, lr=1e-2), 8)
+    learner = Learner(m, None, GRPOSection(num_iterations=2), TrainSection(micro_batch_size=2, lr=1e-2), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     before = copy.deepcopy(m.state_dict())
+    old_NT, ref_NT = learner._logprobs(b)  # returned, the batch is not changed
+    assert old_NT is not None and old_NT.shape == b.completion_ids_NT.shape and ref_NT is None
     stats = learner.step(b)
-    assert b.old_logp_BC is not None and b.ref_logp_BC is None
+    assert b.old_logp_NT is None
     # second pass sees a moved policy: the mean ratio over both passes differs from 1
     assert abs(stats["ratio"] - 1.0) > 1e-6
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
@@ -102,17 +105,17 @@ def test_beta_with_frozen_reference(tok, model):
 
 
 def test_lr_schedules():
-    f = lr_lambda("cosine", warmup=2, total=10)
+    f = lr_multiplier("cosine", warmup=2, total=10)
     assert [f(0), f(1)] == [0.5, 1.0]
     assert f(2) == pytest.approx(1.0) and f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
-    g = lr_lambda("linear", warmup=0, total=4)
+    g = lr_multiplier("linear", warmup=0, total=4)
     assert [g(s) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
-    assert lr_lambda("constant", 3, 10)(7) == 1.0
+    assert lr_multiplier("constant", 3, 10)(7) == 1.0
 
 
 def test_nonfinite_loss_raises(tok, model):
     m = copy.deepcopy(model)
-    learner = Learner(m, None, GRPOConfig(), TrainConfig(micro_batch_size=4), 8)
+    learner = Learner(m, None, GRPOSection(), TrainSection(micro_batch_size=4), 8)
     b = make_batch(_groups(tok), torch.tensor([math.nan, 1.0, 0.0, 0.0]), tok.pad_token_id)
     before = copy.deepcopy(m.state_dict())
     with pytest.raises(FloatingPointError, match="non-finite"):
@@ -131,9 +134,9 @@ def test_shared_prompt_path_equals_plain_path(tok, arch):
     shared = completion_logits(model, b)
     plain = _plain_logits(model, b)
     assert torch.allclose(shared, plain, atol=1e-5)
-    idx = b.completion_ids_BC
-    gs = torch.autograd.grad(selective_log_softmax(shared, idx).mul(b.completion_mask_BC).sum(), list(model.parameters()))
-    gp = torch.autograd.grad(selective_log_softmax(plain, idx).mul(b.completion_mask_BC).sum(), list(model.parameters()))
+    idx = b.completion_ids_NT
+    gs = torch.autograd.grad(selective_log_softmax(shared, idx).mul(b.completion_mask_NT).sum(), list(model.parameters()))
+    gp = torch.autograd.grad(selective_log_softmax(plain, idx).mul(b.completion_mask_NT).sum(), list(model.parameters()))
     for a, c in zip(gs, gp):
         assert torch.allclose(a, c, atol=1e-5, rtol=1e-4)
 
@@ -144,7 +147,7 @@ def test_learner_logprobs_use_the_sampling_temperature(tok, model):
     b = make_batch(_groups(tok), torch.zeros(4), tok.pad_token_id)
     plain = _plain_logits_for_test(model, b)
     lp = token_logprobs(model, b, temperature=0.7)
-    ref = torch.log_softmax(plain / 0.7, -1).gather(-1, b.completion_ids_BC[..., None]).squeeze(-1)
+    ref = torch.log_softmax(plain / 0.7, -1).gather(-1, b.completion_ids_NT[..., None]).squeeze(-1)
     assert torch.allclose(lp, ref, atol=1e-5)
     assert not torch.allclose(lp, token_logprobs(model, b), atol=1e-3)
 
@@ -163,18 +166,19 @@ def test_autocast_step_keeps_fp32_master_weights(tok, model):
     assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert autocast_dtype("auto", torch.device("cpu")) is None and autocast_dtype("float32", torch.device("cuda")) is None
     m = copy.deepcopy(model)
-    learner = Learner(m, None, GRPOConfig(num_iterations=2), TrainConfig(micro_batch_size=2, lr=1e-2), 8, amp=torch.bfloat16)
+    learner = Learner(m, None, GRPOSection(num_iterations=2), TrainSection(micro_batch_size=2, lr=1e-2), 8, amp=torch.bfloat16)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     before = copy.deepcopy(m.state_dict())
+    assert learner._logprobs(b)[0].dtype == torch.float32  # old log-probs stay fp32 under autocast
     stats = learner.step(b)
-    assert math.isfinite(stats["loss"]) and b.old_logp_BC.dtype == torch.float32
+    assert math.isfinite(stats["loss"])
     assert all(p.dtype == torch.float32 for p in m.parameters())
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
 def _pg_grads(logits, b, params):
-    lp = selective_log_softmax(logits, b.completion_ids_BC)
-    return torch.autograd.grad((lp * b.adv_B[:, None] * b.completion_mask_BC).sum(), params)
+    lp = selective_log_softmax(logits, b.completion_ids_NT)
+    return torch.autograd.grad((lp * b.adv_N[:, None] * b.completion_mask_NT).sum(), params)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

@@ -176,13 +176,13 @@ def test_make_batch_fills_sampling_logps(tok):
     lps = [[[-0.1, -0.2, -0.3], [-1.0, -2.0, -3.0, -4.0]], [[-0.5, -0.6], [-0.7, -0.8, -0.9, -1.1]]]
     b = make_batch(_groups(tok, lps), ADVS, tok.pad_token_id)
     expected = [[-0.1, -0.2, -0.3, 0.0], [-1.0, -2.0, -3.0, -4.0], [-0.5, -0.6, 0.0, 0.0], [-0.7, -0.8, -0.9, -1.1]]
-    assert b.sampling_logp_BC.dtype == torch.float32
-    assert torch.allclose(b.sampling_logp_BC, torch.tensor(expected))
+    assert b.sampling_logp_NT.dtype == torch.float32
+    assert torch.allclose(b.sampling_logp_NT, torch.tensor(expected))
     sub = b.select(torch.tensor([2]))  # trimmed with the completion columns
-    assert torch.allclose(sub.sampling_logp_BC, torch.tensor([[-0.5, -0.6]]))
-    assert make_batch(_groups(tok), ADVS, tok.pad_token_id).sampling_logp_BC is None
+    assert torch.allclose(sub.sampling_logp_NT, torch.tensor([[-0.5, -0.6]]))
+    assert make_batch(_groups(tok), ADVS, tok.pad_token_id).sampling_logp_NT is None
     partial = _groups(tok, [lps[0], None])  # one group without engine log-probs: none at all
-    assert make_batch(partial, ADVS, tok.pad_token_id).sampling_logp_BC is None
+    assert make_batch(partial, ADVS, tok.pad_token_id).sampling_logp_NT is None
 
 
 def _own_logps(model, tok, micro):
@@ -190,12 +190,12 @@ def _own_logps(model, tok, micro):
     micro-batches, train mode), so a zero offset gives bitwise-equal values."""
     m = copy.deepcopy(model).train()
     b = make_batch(_groups(tok), ADVS, tok.pad_token_id)
-    out = torch.zeros(b.completion_ids_BC.shape)
+    out = torch.zeros(b.completion_ids_NT.shape)
     with torch.no_grad():
         for lo in range(0, len(b), micro):
             idx = torch.arange(lo, min(lo + micro, len(b)))
             mb = b.select(idx)
-            out[idx, : mb.completion_ids_BC.shape[1]] = token_logprobs(m, mb)
+            out[idx, : mb.completion_ids_NT.shape[1]] = token_logprobs(m, mb)
     return out
 
 
@@ -223,7 +223,7 @@ def _same(a, b):
 @pytest.mark.parametrize("micro", [1, 2])
 def test_step_reports_mismatch_metrics(tok, model, micro):
     batch = _batch(model, tok, micro, OFFSETS)
-    assert batch.sampling_logp_BC is not None
+    assert batch.sampling_logp_NT is not None
     _, stats = _step(model, batch, "token_truncate", micro)
     mags = [abs(o) for o in FLAT]
     assert stats["sampling/logp_diff/mean"] == pytest.approx(sum(mags) / len(mags), abs=1e-4)
@@ -253,7 +253,7 @@ def test_correction_changes_update_only_when_engines_disagree(tok, model):
 
     zero = [[0.0] * len(r) for r in OFFSETS]
     exact_batch = _batch(model, tok, micro, zero)
-    assert exact_batch.sampling_logp_BC is not None
+    assert exact_batch.sampling_logp_NT is not None
     exact_upd, exact_stats = _step(model, exact_batch, "token_truncate", micro)
     assert exact_stats["sampling/logp_diff/max"] == 0.0
     assert exact_stats["sampling/is_weight/mean"] == 1.0

@@ -64,8 +64,8 @@ def check(backend: str, url: str | None = None) -> dict:
     batch = make_batch(groups, torch.zeros(sum(len(g.completion_ids) for g in groups)), tok.pad_token_id)
     with torch.no_grad():
         learner_lp = token_logprobs(policy, batch, temperature=0.7)
-    mask = batch.completion_mask_BC.bool()
-    out["sampled_lp_max_diff"] = float((learner_lp - batch.sampling_logp_BC)[mask].abs().max())
+    mask = batch.completion_mask_NT.bool()
+    out["sampled_lp_max_diff"] = float((learner_lp - batch.sampling_logp_NT)[mask].abs().max())
 
     # greedy: vLLM (asked for one completion, repeated G times) equals r1kit's HF backend token for token
     from dataclasses import replace
