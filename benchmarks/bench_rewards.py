@@ -47,20 +47,18 @@ def batches(n: int, salt: int) -> dict[str, tuple[list[str], dict[str, list]]]:
         [tagged(f"{x:,}" if i % 2 else str(x)) for i, x in enumerate(k)],
         {"task": ["math"] * n, "answer": [str(x) for x in k]},
     )
-    preds, golds = [], []
-    for i, x in enumerate(k):
-        if i % 2:
-            preds.append(f"{x}.5"), golds.append(f"\\frac{{{2 * x + 1}}}{{2}}")
-        else:
-            preds.append(f"\\dfrac{{{2 * x}}}{{{4 * x + 2}}}"), golds.append(f"\\frac{{{x}}}{{{2 * x + 1}}}")
-    out["latex fractions"] = ([tagged(p) for p in preds], {"task": ["math"] * n, "answer": golds})
-    preds, golds = [], []
-    for i, x in enumerate(k):
-        if i % 2:
-            preds.append(f"{x + 2}\\sqrt{{3}}"), golds.append(f"\\sqrt{{{3 * (x + 2) ** 2}}}")
-        else:
-            preds.append(f"x^2+{x}"), golds.append(f"{x}+x^2")
-    out["latex symbolic"] = ([tagged(p) for p in preds], {"task": ["math"] * n, "answer": golds})
+    def alternating(odd, even):  # (pred, gold) pairs from two makers, by the parity of the index
+        pairs = [odd(x) if i % 2 else even(x) for i, x in enumerate(k)]
+        return [tagged(p) for p, _ in pairs], {"task": ["math"] * n, "answer": [g for _, g in pairs]}
+
+    out["latex fractions"] = alternating(
+        lambda x: (f"{x}.5", f"\\frac{{{2 * x + 1}}}{{2}}"),
+        lambda x: (f"\\dfrac{{{2 * x}}}{{{4 * x + 2}}}", f"\\frac{{{x}}}{{{2 * x + 1}}}"),
+    )
+    out["latex symbolic"] = alternating(
+        lambda x: (f"{x + 2}\\sqrt{{3}}", f"\\sqrt{{{3 * (x + 2) ** 2}}}"),
+        lambda x: (f"x^2+{x}", f"{x}+x^2"),
+    )
     return out
 
 

@@ -176,6 +176,7 @@ def test_a_reward_that_hangs_is_cut_off_and_training_continues(tmp_path, tiny_di
             "rewards={soft_format: 1.0, hanging_rewards:sleep_forever: 1.0}",
             "reward_runtime.timeout_s=0.5",
             "reward_runtime.batch_timeout_s=1.0",
+            "train.diagnostic_rewards=[]",  # only the two rewards under test are scored
             "rollout.group_size=2",
             "rollout.max_new_tokens=4",
             "train.prompts_per_step=1",

@@ -39,18 +39,22 @@ class ModelSection(Section):
 
 @dataclass
 class ArithmeticSection(Section):
+    """``data.source: arithmetic``: "a + b = ?" with operands drawn from [min_value, max_value]."""
+
     min_value: int = 0
     max_value: int = 9
     num_operands: int = 2
-    ops: str = "+-"
+    ops: str = "+-"  # operators drawn from these
 
 
 @dataclass
 class CountdownSection(Section):
+    """``data.source: countdown``: reach a target from ``num_numbers`` numbers, each used once."""
+
     num_numbers: int = 3
     min_number: int = 1
     max_number: int = 20
-    ops: str = "+-*/"
+    ops: str = "+-*/"  # operators the target is built with
 
 
 @dataclass

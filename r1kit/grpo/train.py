@@ -277,6 +277,19 @@ def _pause_for_tests(step: int) -> None:
             time.sleep(3600)
 
 
+def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner) -> str | None:
+    """Save ``checkpoints/step-N`` every ``save_every`` steps and at the last step (so `--resume`
+    with more steps continues from it); the path, or None when this step saves nothing."""
+    t = cfg.train
+    if not t.save_every or (step % t.save_every and step != t.max_steps):
+        return None
+    path = save_checkpoint(
+        run_dir, step, parts.policy, parts.tokenizer, learner.optimizer, learner.scheduler,
+        parts.source.state_dict(), t.keep_last,
+    )
+    return str(path)
+
+
 def train(cfg: GRPORun, resume: bool = False) -> Path:
     """Run GRPO as configured; returns the run directory."""
     # Everything that can fail on bad input happens before the run directory is touched,
@@ -332,20 +345,14 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             done = step
             if cfg.train.samples_every and step % cfg.train.samples_every == 0:
                 logger.log_samples(_sample_rows(step, res, adv, cfg.train.log_all_samples))
-            # the last step is always saved, so `--resume` with more steps continues from it
-            if cfg.train.save_every and (step % cfg.train.save_every == 0 or step == cfg.train.max_steps):
-                last_ckpt = str(
-                    save_checkpoint(
-                        run_dir, step, policy, tokenizer, learner.optimizer, learner.scheduler,
-                        source.state_dict(), cfg.train.keep_last,
-                    )
-                )
+            saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner)
+            if saved:
+                last_ckpt = saved
                 _pause_for_tests(step)
             _write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
             if bar is not None:
                 bar.set_postfix(
-                    reward=f"{row['reward/mean']:.3f}",
-                    acc=f"{row.get('accuracy', float('nan')):.2f}",
+                    reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
                     s_step=f"{times['step']:.1f}",
                 )
                 bar.update(1)

@@ -72,10 +72,7 @@ def length_reward(
 
 @register("cosine_length", runs=Runs.POOL_ITEM)
 def cosine_length_reward(
-    prompts,
-    completions,
-    *,
-    completion_ids=None,
+    prompts, completions, *, completion_ids=None,
     max_len: int = 1024,
     min_value_correct: float = 0.5,
     max_value_correct: float = 1.0,
@@ -114,10 +111,7 @@ def cosine_length_reward(
 
 @register("repetition", runs=Runs.IN_PROCESS)
 def repetition_reward(
-    prompts,
-    completions,
-    *,
-    completion_ids=None,
+    prompts, completions, *, completion_ids=None,
     ngram_size: int = 3,
     max_penalty: float = -1.0,
     unit: str = "words",
