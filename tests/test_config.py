@@ -129,6 +129,13 @@ def test_reward_override_changes_one_weight_and_keeps_the_others(base_yaml):
     assert _weights(cfg) == {**default, "accuracy": 2.0} and len(cfg.rewards) == len(default)
 
 
+def test_a_whole_rewards_mapping_on_the_command_line_replaces_the_rewards(base_yaml):
+    assert load_config(base_yaml, ["rewards={format: 1.0}"]).reward_weights == {"format": 1.0}
+    assert load_config(None, ["rewards={format: 1.0}"]).reward_weights == {"format": 1.0}
+    # ...while a dotted key changes one reward and keeps the others
+    assert load_config(base_yaml, ["rewards.format=1.0"]).reward_weights == {"accuracy": 1.0, "soft_format": 0.5, "format": 1.0}
+
+
 def test_rewards_in_the_file_replace_the_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("rewards: {soft_format: 1.0}\n")

@@ -71,12 +71,13 @@ def _spec_tree(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else {"weight": value}
 
 
-def _merge_rewards(tree: dict[str, Any], extra: dict[str, Any], root: type) -> dict[str, Any]:
+def _merge_rewards(tree: dict[str, Any], extra: dict[str, Any], root: type, replace: bool = False) -> dict[str, Any]:
     """``rewards.accuracy=2`` changes one weight of the file's (or the defaults') rewards, and
-    ``rewards.overlong.max_len=48`` one option; the others stay."""
+    ``rewards.overlong.max_len=48`` one option; the others stay. ``replace`` (an override of the
+    whole mapping, ``rewards={format: 1.0}``): those rewards and no others."""
     if not isinstance(extra.get("rewards"), dict):
         return merge(tree, extra)
-    base = tree.get("rewards")
+    base = {} if replace else tree.get("rewards")
     if base is None:
         base = to_dict(root().rewards)
     rewards = {k: _spec_tree(v) for k, v in base.items()}
@@ -106,7 +107,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"stage: the config is for stage '{written}', not '{stage}'")
         tree.setdefault("stage", stage)
     root = stage_of({**tree, **extra})
-    tree = _merge_rewards(_fold_reward_options(tree), _fold_reward_options(extra), root)
+    replace = any(item.split("=", 1)[0].strip() == "rewards" for item in overrides or [])
+    tree = _merge_rewards(_fold_reward_options(tree), _fold_reward_options(extra), root, replace)
     return build(root, tree)
 
 
