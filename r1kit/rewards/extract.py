@@ -10,17 +10,21 @@ this order (the first that applies wins; each later step works on what the earli
 2. The last ``<answer>...</answer>`` pair: its content (the accuracy reward's path).
 3. A GSM8K-style ``#### 72``: the text after the last ``####``.
 4. The last ``\\boxed{}`` / ``\\fbox{}``; a run of boxes that ends the answer and is joined by
-   commas, "and" or "or" is one list (``\\boxed{2} and \\boxed{-1}`` -> ``"2, -1"``).
+   commas, "and", "or", ``x =`` or nothing is one list (``\\boxed{2} and \\boxed{-1}`` ->
+   ``"2, -1"``) -- unless a lead-in (step 5) comes after the last box: the later commitment wins.
 5. The last lead-in "final answer is", "answer is", "Answer:" (or "Answer" straight before
-   math): the ``$...$``, ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]`` right after it, else the rest
-   of its sentence.
+   math; also 答案是 / 答案：, "réponse est", "respuesta:", "Antwort:", "Ответ:"): the ``$...$``,
+   ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]`` right after it, else the rest of its sentence.
 6. Then, on what is left: sign-offs ("I hope it is correct."), a leading "so"/"thus"/
    "therefore"/"hence", bold markers and math delimiters around the whole are removed.
-7. If that is still prose (two or more words that are not units, number words or "and"/"or"):
-   the last sentence that holds math, a number or a number word, and in it the last math span,
-   else the last number (``3/5``, ``1,250``, ``-2.5``, ``25%``; numbers joined by "or"/"and"/
-   commas stay together: "5 or 6" is a hedge, not 6), else the last number written in words.
-   Prose with none of them is kept whole (a text answer such as "no solution").
+7. If that is still prose (two or more words that are not units, number words or "and"/"or",
+   in any script; or four or more Chinese/Japanese/Korean characters): the last sentence that
+   holds a value, and in it the last value -- or, for the words a lead-in introduced, the first
+   sentence and its first value. Values are math spans that hold more than a name (``$120$``,
+   not ``$ABCD$``), LaTeX without delimiters (``\\frac{63}{400}``), numbers (``3/5``, ``1,250``,
+   ``-2.5``, ``25%``), and only where there are none of those, numbers in words. Values joined by
+   "or"/"and"/commas stay together: "5 or 6" is a hedge, not 6. Prose with no value is kept
+   whole (a text answer such as "no solution").
 
 ``gold_answer`` reads a reference the way datasets store it (``#### 72``, a MATH solution's last
 box). ``extract_answer`` is the stricter reading of the accuracy reward: an ``<answer>`` tag or a
@@ -115,7 +119,7 @@ def final_boxed(text: str) -> str | None:
     parts = [outer[-1]]
     for box in reversed(outer[:-1]):
         gap = _SPACING.sub(lambda m: f" {m.group(1) or ''} ", text[box[2] + 1 : parts[-1][0]])
-        if not _BOX_SEPARATOR.fullmatch(gap) or not gap.strip(" $"):
+        if not _BOX_SEPARATOR.fullmatch(gap):  # "\boxed{1}\boxed{2}", "\boxed{1}, \boxed{2}"
             break
         parts.append(box)
     return ", ".join(text[s:e].strip() for _, s, e in reversed(parts))
@@ -196,7 +200,10 @@ _THINK_CLOSE = "</think>"
 # "The final answer is", "the answer is:", "Answer:", "answer =" (group "is" set when a
 # connector follows "answer"; without one, only math may follow).
 _LEAD_IN = re.compile(
-    r"(?:\*\*)?(?:final\s+)?answer(?:\*\*)?(?P<is>\s+is\b\s*:?|\s*[:=]|\s+would\s+be\b|\s+will\s+be\b)?(?:\*\*)?\s*",
+    r"(?:\*\*)?(?:(?:final\s+)?answer(?:\*\*)?(?P<is>\s+is\b\s*:?|\s*[:=]|\s+would\s+be\b|\s+will\s+be\b)?"
+    # the same in other languages models answer in: 答案是 / 答案：, réponse :, respuesta:, ...
+    r"|(?P<intl>答案\s*(?:是|为)?\s*[:：]?|réponse\s*(?:est\b|:)|respuesta\s*(?:es\b|:)|antwort\s*(?:ist\b|:)|ответ\s*:))"
+    r"(?:\*\*)?\s*",
     re.IGNORECASE,
 )
 _OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
@@ -208,7 +215,7 @@ _OPENER = re.compile(r"\$\$|\\\[|\\\(|(?<!\\)\$")
 # A sentence ends at ". ", "! ", "? " or a line break; "3.5" and "e.g." inside math do not end one.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[।。！？])\s*|\n+")
 _NUMBER = re.compile(
-    r"(?<![\w.])[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*\\?%)?(?!\d)"
+    r"(?<![A-Za-z0-9_.])[-−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*\\?%)?(?!\d)"
 )
 # LaTeX without delimiters: "\frac{63}{400}", "2\sqrt{3}", "\dfrac{\sqrt{3}}{2}".
 _BARE_LATEX = re.compile(
@@ -216,6 +223,7 @@ _BARE_LATEX = re.compile(
 )
 # A math span that only names something: "$ABCD$", "$n$", "$f(x)$", "$a_1$".
 _NAME_ONLY = re.compile(r"[A-Za-z]+(?:_\{?\w+\}?)?(?:\([A-Za-z, ]*\))?")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _BARE_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?")
 _JOINED = re.compile(r"\s*(?:,\s*(?:or|and)?|(?:or|and))\s*", re.IGNORECASE)
 # Words that do not make a text prose: connectors, units and the like after a number.
@@ -276,13 +284,14 @@ def math_spans(text: str) -> list[tuple[int, int, str]]:
         i = end + len(closers[left])
 
 
-def _after_lead_in(text: str) -> str | None:
-    """Step 5: what the last "answer is" / "Answer:" introduces; None without one."""
-    starts = {start: content for start, _, content in math_spans(text)}
-    for m in reversed(list(_LEAD_IN.finditer(text))):
+def _after_lead_in(text: str, start: int = 0) -> str | None:
+    """Step 5: what the last "answer is" / "Answer:" (at or after ``start``) introduces; None
+    without one."""
+    starts = {begin: content for begin, _, content in math_spans(text)}
+    for m in reversed(list(_LEAD_IN.finditer(text, start))):
         if m.end() in starts:
             return starts[m.end()]
-        if m.group("is") and m.end() < len(text.rstrip()):
+        if (m.group("is") or m.group("intl")) and m.end() < len(text.rstrip()):
             end = _SENTENCE_END.search(text, m.end())
             return text[m.end() : end.start() if end else len(text)]
     return None
@@ -295,7 +304,8 @@ def _words(text: str) -> list[str]:
         bare.append(text[last:start])
         last = end
     bare = " ".join([*bare, text[last:]])
-    bare = re.sub(r"\\(?:text|begin|end|operatorname|math[a-z]+)\s*\{[^{}]*\}|\\[A-Za-z]+", " ", bare)
+    bare = re.sub(r"\\text\{([^{}]*)\}", r" \1 ", bare)  # text is words: "\text{The answer is } 17"
+    bare = re.sub(r"\\(?:begin|end|operatorname|math[a-z]+)\s*\{[^{}]*\}|\\[A-Za-z]+", " ", bare)
     words = []
     for token in re.split(r"[\s,;:!?()\[\]{}.\"*/=+<>|]+", bare):
         token = token.strip("'’-_`")
@@ -311,7 +321,7 @@ def is_prose(text: str) -> bool:
     from r1kit.rewards.number_words import words_to_number
 
     words = [w for w in _words(text) if not _NOT_PROSE.fullmatch(w) and words_to_number(w) is None]
-    return len(words) >= 2
+    return len(words) >= 2 or len(_CJK.findall(text)) >= 4  # Chinese and Japanese need no spaces
 
 
 def _candidates(sentence: str) -> list[tuple[int, int, str]]:
@@ -342,18 +352,20 @@ def _candidates(sentence: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
-def _last_value(sentence: str) -> str | None:
-    """The last value of a sentence, with the values joined to it by "or"/"and"/commas (a hedge
-    "5 or 6", a list "1, 2, and 3" stay whole)."""
+def _value(sentence: str, first: bool = False) -> str | None:
+    """The last (or ``first``) value of a sentence, with the values joined to it by "or"/"and"/
+    commas (a hedge "5 or 6", a list "1, 2, and 3" stay whole)."""
     found = _candidates(sentence)
     if not found:
         return None
-    first = len(found) - 1
-    while first > 0 and _JOINED.fullmatch(sentence[found[first - 1][1] : found[first][0]]):
-        first -= 1
-    if first == len(found) - 1:
-        return found[-1][2].strip()
-    return sentence[found[first][0] : found[-1][1]].strip().rstrip(".")
+    lo = hi = 0 if first else len(found) - 1
+    while lo > 0 and _JOINED.fullmatch(sentence[found[lo - 1][1] : found[lo][0]]):
+        lo -= 1
+    while hi < len(found) - 1 and _JOINED.fullmatch(sentence[found[hi][1] : found[hi + 1][0]]):
+        hi += 1
+    if lo == hi:
+        return found[lo][2].strip()
+    return sentence[found[lo][0] : found[hi][1]].strip().rstrip(".")
 
 
 def _sentences(text: str) -> list[str]:
@@ -368,10 +380,12 @@ def _sentences(text: str) -> list[str]:
     return [c for c in cuts if c.strip()]
 
 
-def _answer_in_prose(text: str) -> str:
-    """Step 7: the answer a prose text ends on (the text itself when it holds none)."""
-    for sentence in reversed(_sentences(text)):
-        value = _last_value(sentence)
+def _answer_in_prose(text: str, introduced: bool = False) -> str:
+    """Step 7: the answer a prose text ends on (the text itself when it holds none); for the
+    words a lead-in introduced ("Answer: he pays 220 $ within 12 months") the first value."""
+    sentences = _sentences(text)
+    for sentence in sentences if introduced else reversed(sentences):
+        value = _value(sentence, first=introduced)
         if value:
             return value
     return text
@@ -405,13 +419,14 @@ def strip_answer(prediction: str, prose: bool = True) -> str:
         text = tail.strip()
     if _BARE_NUMBER.fullmatch(text):  # the common case, nothing to unwrap
         return text
-    if final_boxed(text) is not None:
+    boxes = _boxes(text)
+    # a lead-in after the last box wins: "... = \boxed{255} ... The final answer is $10,455$."
+    introduced = _after_lead_in(text, start=max((end for _, _, end in boxes), default=0))
+    if introduced is None and final_boxed(text) is not None:
         text = _unbox(text)
-    else:
-        introduced = _after_lead_in(text)
-        if introduced is not None:
-            text = introduced
+    elif introduced is not None:
+        text = introduced
     text = _tidy(text)
     if prose and is_prose(text):
-        text = _tidy(_answer_in_prose(text))
+        text = _tidy(_answer_in_prose(text, introduced=introduced is not None))
     return text.strip()

@@ -33,7 +33,7 @@ from r1kit.rewards.verifier import DEFAULT_TIMEOUT_S, VERIFIER
 MAX_ANSWER_CHARS = 20_000
 
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
+_THOUSANDS = re.compile(r"[+-]?(?!0,)\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 _SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d*)?")
 
 

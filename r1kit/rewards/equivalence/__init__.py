@@ -63,6 +63,7 @@ from r1kit.rewards.equivalence.choices import (
     choice_in_prose,
     choice_letter,
     choice_text,
+    rules_out_letters,
 )
 from r1kit.rewards.equivalence.normalize import canon, normalize, unwrap_text
 from r1kit.rewards.equivalence.numbers import clock_minutes, clocks_equal, exact_number
@@ -96,7 +97,7 @@ def _choice_equal(gold: str, letter: str, pred: str) -> bool:
     option = choice_text(gold)
     if option is not None and unwrap_text(normalize(pred))[0].casefold() in (option, normalize(option)):
         return True
-    if is_prose(pred):  # "Options A and C are too small; the answer is B."
+    if is_prose(pred) or rules_out_letters(pred):  # "Options A and C are too small; it is B."
         return choice_in_prose(pred) == letter
     return choice_letter(normalize(pred), gold=False) == letter
 
@@ -132,7 +133,9 @@ def _equivalent_texts(gold: str, pred: str) -> bool:
         return True
     # "100,200" is 100200 or the list 100, 200: try the list reading if it was merged
     g, p = normalize(gold, thousands=False), normalize(pred, thousands=False)
-    if (g != normalize(gold) or p != normalize(pred)) and _equivalent_normalized(g, p):
+    # "(1,000, 2)": items split by ", ", thousands by "," alone -- no second reading
+    spaced = any(", " in x and _THOUSANDS_COMMA.search(x) for x in (gold, pred))
+    if not spaced and (g != normalize(gold) or p != normalize(pred)) and _equivalent_normalized(g, p):
         return True
     # "1,22" may be a decimal comma: read it so when the other side is a decimal
     g_dec, p_dec = _decimal_comma(g), _decimal_comma(p)
@@ -141,11 +144,14 @@ def _equivalent_texts(gold: str, pred: str) -> bool:
     return _equivalent_normalized(g_dec or g, p_dec or p)
 
 
+_THOUSANDS_COMMA = re.compile(r"\d,\d{3}(?!\d)")
+
+
 def _decimal_comma(s: str) -> str | None:
     """``"1,22"`` -> ``"1.22"`` when ``s`` is one number with a comma before other than three
     digits (``"1,000"`` is a thousands separator); else None."""
     m = re.fullmatch(r"([+-]?\d+),(\d+)", s)
-    if m is None or len(m.group(2)) == 3:
+    if m is None or (len(m.group(2)) == 3 and m.group(1).lstrip("+-") != "0"):  # "0,111" is no thousands
         return None
     return f"{m.group(1)}.{m.group(2)}"
 

@@ -9,18 +9,25 @@ from r1kit.rewards.equivalence.normalize import unwrap_text
 
 _CHOICE_GOLD = re.compile(r"\(?([A-E])\)?")
 # A gold letter with its option's text: "(C) Cecile", "C. Cecile", "C) Cecile", "D Dover" ("A ..."
-# is an article, not an option, unless marked).
-_CHOICE_GOLD_WITH_TEXT = re.compile(r"(?:\(([A-E])\)|([A-E])[.):]|([B-E]))\s+(\S.*)")
+# is an article, not an option, unless marked; "D = (0, 1)" is a point named D, not option D).
+_CHOICE_GOLD_WITH_TEXT = re.compile(r"(?:\(([A-E])\)\s*|([A-E])[.):]\s*|([B-E])\s+)([^\s=<>:.)][^=<>]*)")
 _CHOICE_PRED = re.compile(
     r"(?:(?:option|choice|answer)\s*:?\s*)?\(?([A-Ea-e])\)?(?=$|[\s:.,])", re.IGNORECASE
 )
 # In prose: the letter a sentence commits to ("the correct option is B", "réponse est C",
 # "I think it's B"), a letter that opens the reply ("D. it can't be A"), else the last letter.
-_PROSE_OPENING = re.compile(r"\s*\(?([A-E])\)?(?:[.):]|\s*$|\s+(?=[a-z]))")
+_PROSE_OPENING = re.compile(r"\s*\(?([A-E])\)?(?:[.):。，,]|\s*$|\s+(?=[a-z]))")
 _PROSE_COMMITTED = re.compile(
-    r"(?:\bis|\best|\bes|\bist|'s|:|\banswer|\boption|\bchoice)\s*\(?([A-E])\)?(?![A-Za-z'])", re.IGNORECASE
+    r"(?:\bis|\best|\bes|\bist|'s|:|\banswer|\boption|\bchoice|\bsure)(?:\s+[a-z]+ly)?\s*\(?((?-i:[A-E]))\)?(?![A-Za-z'])"
+    r"|(?<![A-Za-z'\\])\(?((?-i:[A-E]))\)?\s+is\s+(?:correct|right|the\s+answer)",
+    re.IGNORECASE,
 )
-_PROSE_LETTER = re.compile(r"(?<![A-Za-z'\\])\(?([A-E])\)?(?![A-Za-z'])")
+_PROSE_LETTER = re.compile(r"(?<![A-Za-z'\\])\(?((?-i:[A-E]))\)?(?![A-Za-z'])")
+# Letters a reply rules out: "it can't be A or B", "not C", "except D, E".
+_RULED_OUT = re.compile(
+    r"(?:\bnot|n't(?:\s+be)?|\bcannot(?:\s+be)?|\bnever|\bexcept|不是|pas|\bnon)\s*\(?(?-i:[A-E])\)?(?:\s*(?:,|\bor\b|\band\b|\bnor\b|ou|et)\s*\(?(?-i:[A-E])\)?)*",
+    re.IGNORECASE,
+)
 
 
 def choice_letter(s: str, gold: bool) -> str | None:
@@ -44,12 +51,18 @@ def choice_text(gold: str) -> str | None:
     return m.group(4).strip().casefold() if m else None
 
 
+def rules_out_letters(text: str) -> bool:
+    """The reply rules options out ("D, pas B", "not A"): read it with ``choice_in_prose``."""
+    return bool(_RULED_OUT.search(text))
+
+
 def choice_in_prose(text: str) -> str | None:
     """The option letter a sentence-long reply ends on (see the patterns above), or None."""
     m = _PROSE_OPENING.match(text)
     if m:
         return m.group(1)
-    committed = [m.group(1).upper() for m in _PROSE_COMMITTED.finditer(text)]
+    text = _RULED_OUT.sub(" ", text)
+    committed = [(m.group(1) or m.group(2)).upper() for m in _PROSE_COMMITTED.finditer(text)]
     if committed:
         return committed[-1]
     letters = _PROSE_LETTER.findall(text)

@@ -21,7 +21,9 @@ _TRIG_DEGREES = re.compile(
 )
 # Text wrappers around a number are wrappers, not words: \text{5}, \mathbf{12}; so is one
 # around a lone letter that is the whole answer: \text{e}, \mathrm{x} (but "4 \text{ m}" is a unit).
-_TEXT_AROUND_VALUE = re.compile(r"\\text\{(\s*[^{}A-Za-z]*\d[^{}A-Za-z]*)\}|^\\text\{\s*([A-Za-z])\s*\}$")
+_TEXT_AROUND_VALUE = re.compile(
+    r"\\text\{(\s*[^{}A-Za-z]*\d[^{}A-Za-z]*)\}|^\\text\{\s*([A-Za-z])\s*\}$|\\text\{\s*([ei])\s*\}(?=\s*\^)"
+)  # ... and Euler's e or i raised to a power: \mathrm{e}^2
 # "1, 2, 3, ..." goes on: an ellipsis is kept as one token, never dropped as punctuation.
 _ELLIPSIS = re.compile(r"\\[lc]?dots(?![a-zA-Z])|\.{3}|…")
 # "5^{\mathrm{th}}", "21st", "3rd": an ordinal is its number.
@@ -46,10 +48,11 @@ _WORD_CONSTANTS = [
 _SCALES = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
 _SCALE_WORDS = re.compile(r"\s*(?:\\text\{\s*)?\b(thousand|million|billion|trillion)\b\s*\}?", re.IGNORECASE)
 _AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])(?:and|or)(?![A-Za-z])")
-_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])")
+_THOUSANDS = re.compile(r"(?<![\d.])(?!0,)\d{1,3}(?:,\d{3})+(?![\d,])")  # "0,111" is no thousands
 # A unit at the end: "\text{ cm}^2", " apples", "cm" right after a digit.
 # Two-letter words are units only when they are known units ("2 ab" is a product).
-_SHORT_UNITS = "cm|mm|km|kg|mg|ft|yd|mi|hr|lb|oz|ml|mL|in|am|pm|AM|PM"
+_SHORT_UNITS = r"sq\.?\s*(?:m|cm|km|ft|in|yd|mi|units?)|cm|mm|km|kg|mg|ft|yd|mi|hr|lb|oz|ml|mL|in|am|pm|AM|PM"
+_CURRENCY_WORD = re.compile(r"^\s*(?:rs|inr|usd|eur|gbp)\s*\.?\s*(?=\d)", re.IGNORECASE)
 _TRAILING_UNIT = re.compile(
     rf"(?:\s*\\text\{{[^{{}}]*\}}|\s+(?:[A-Za-z]{{3,}}|{_SHORT_UNITS})\.?(?:/[A-Za-z]+)?"
     rf"|(?<=\d)(?:{_SHORT_UNITS}|mph|lbs|hrs|min|sec|sq)(?:/[A-Za-z]+)?"
@@ -84,6 +87,7 @@ def normalize(text: str, thousands: bool = True) -> str:
     ``thousands``: read ``1,000`` as one number (otherwise it is the list 1, 000)."""
     s = text.replace("\n", " ").strip()
     s = re.sub(r"\\\$|[€£¥₹]", " ", s)
+    s = _CURRENCY_WORD.sub(" ", s)  # "Rs. 500", "USD 20"
     s = _DELIMITERS.sub(" ", s)
     s = _STYLE.sub("", s)
     s = _SIZING.sub("", s)
@@ -94,7 +98,7 @@ def normalize(text: str, thousands: bool = True) -> str:
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
     s = _SPELLINGS_RE.sub(lambda m: _SPELLINGS[m.group(0)], s)
     s = _TEXT_COMMANDS.sub(r"\\text{", s)
-    s = _TEXT_AROUND_VALUE.sub(lambda m: (m.group(1) or m.group(2)).strip(), s.strip())
+    s = _TEXT_AROUND_VALUE.sub(lambda m: next(g for g in m.groups() if g).strip(), s.strip())
     s = _TRIG_DEGREES.sub(lambda m: f"{m.group(1)}(\\frac{{{m.group(3)}\\pi}}{{180}})", s)
     s = _DEGREES.sub("", s)
     s = _EQUALS_WORDS.sub(" = ", s)

@@ -159,6 +159,7 @@ def _sympy_equal(a, b) -> bool:
 
     if any(getattr(x, "has", lambda *_: False)(sympy.zoo, sympy.nan) for x in (a, b)):
         return False  # "3:00" read as 3/0: undefined is equal to nothing
+    a, b = _same_imaginary_unit(a, b)
     if a == b:
         return True
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
@@ -176,6 +177,25 @@ def _sympy_equal(a, b) -> bool:
     if verdict is not None:
         return verdict
     return bool(sympy.simplify(a - b) == 0)
+
+
+def _same_imaginary_unit(a, b):
+    """Each side is parsed alone, so ``5(1+i)`` may come back with sympy's I and ``5+5i`` with a
+    variable named i: when one side has I, an ``i`` on the other is I too."""
+    import sympy
+
+    def has_i(x):
+        return getattr(x, "has", lambda *_: False)(sympy.I)
+
+    def as_unit(x):
+        named = [s for s in getattr(x, "free_symbols", ()) if s.name == "i"]
+        return x.xreplace({s: sympy.I for s in named}) if named else x
+
+    if has_i(a) and not has_i(b):
+        return a, as_unit(b)
+    if has_i(b) and not has_i(a):
+        return as_unit(a), b
+    return a, b
 
 
 def _constants_equal(a, b) -> bool:
