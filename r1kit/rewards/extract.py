@@ -398,7 +398,7 @@ def _tidy(text: str) -> str:
         text = _CONNECTIVE.sub("", text).strip()
         if text.startswith("**") and text.endswith("**"):
             text = text[2:-2].strip()
-        text = re.sub(r"(?<=[\w$)}\]])\s*\.$", "", text).strip()  # a sentence's full stop
+        text = re.sub(r"(?<=[\w$)}\]])\s*[.。]$", "", text).strip()  # a sentence's full stop
         text = _unwrap_math(text)
     return text
 

@@ -52,10 +52,16 @@ _THOUSANDS = re.compile(r"(?<![\d.])(?!0,)\d{1,3}(?:,\d{3})+(?![\d,])")  # "0,11
 # A unit at the end: "\text{ cm}^2", " apples", "cm" right after a digit.
 # Two-letter words are units only when they are known units ("2 ab" is a product).
 _SHORT_UNITS = r"sq\.?\s*(?:m|cm|km|ft|in|yd|mi|units?)|cm|mm|km|kg|mg|ft|yd|mi|hr|lb|oz|ml|mL|in|am|pm|AM|PM"
+# Unit words a model glues to a number: "10weeks", "12apples" is not one (any word of three or
+# more letters after a space is a unit already; glued, only these are).
+_GLUED_UNITS = (
+    "mph|lbs?|hrs?|mins?|secs?|sq|days?|weeks?|months?|years?|hours?|minutes?|seconds?|meters?|metres?"
+    "|miles?|feet|foot|inch(?:es)?|grams?|kilograms?|liters?|litres?|dollars?|cents?|euros?|pounds?|units?"
+)
 _CURRENCY_WORD = re.compile(r"^\s*(?:rs|inr|usd|eur|gbp)\s*\.?\s*(?=\d)", re.IGNORECASE)
 _TRAILING_UNIT = re.compile(
     rf"(?:\s*\\text\{{[^{{}}]*\}}|\s+(?:[A-Za-z]{{3,}}|{_SHORT_UNITS})\.?(?:/[A-Za-z]+)?"
-    rf"|(?<=\d)(?:{_SHORT_UNITS}|mph|lbs|hrs|min|sec|sq)(?:/[A-Za-z]+)?"
+    rf"|(?<=\d)(?:{_SHORT_UNITS}|{_GLUED_UNITS})(?:/[A-Za-z]+)?"
     r"|\s*m(?=\s*\^\s*\{?[23]\}?\s*$)|\s+[A-Za-z]{1,3}/[A-Za-z]{1,3})"
     r"(?:\s*\^\s*\{?[23]\}?)?\s*$"
 )

@@ -112,8 +112,9 @@ def _to_rational(value: Fraction):
 
 
 def _rounds_to(d: _Number, exact) -> bool:
-    """``d`` is ``exact`` rounded or truncated to the places it shows (closer than one unit in its
-    last place), and shows enough significant digits."""
+    """``d`` is ``exact`` correctly rounded (within half a unit in its last place) or truncated
+    (towards zero, less than one unit short) to the places it shows, and shows enough
+    significant digits: 0.333333 and 0.666667 or 0.666666 stand for 1/3 and 2/3, 0.333334 does not."""
     import sympy
 
     if d.significant < APPROX_MIN_SIGNIFICANT_DIGITS:
@@ -121,11 +122,18 @@ def _rounds_to(d: _Number, exact) -> bool:
     if not isinstance(exact, Fraction) and getattr(exact, "is_Rational", False):
         exact = Fraction(int(exact.p), int(exact.q))
     if isinstance(exact, Fraction):
-        return abs(d.value - exact) < d.ulp
-    diff = sympy.N(sympy.Abs(_to_rational(d.value) - exact), EVAL_DIGITS)
-    if not diff.is_number or not diff.is_real:
+        return _close_in_last_place(d.value, exact, d.ulp)
+    value = sympy.N(exact, EVAL_DIGITS)
+    if not value.is_number or not value.is_real:
         return False
-    return bool(diff < _to_rational(d.ulp))
+    # to a rational with far more digits than d shows: the half-ulp test is then exact enough
+    return _close_in_last_place(d.value, Fraction(str(value)), d.ulp)
+
+
+def _close_in_last_place(shown: Fraction, exact: Fraction, ulp: Fraction) -> bool:
+    rounded = abs(shown - exact) <= ulp / 2
+    truncated = (shown >= 0) == (exact >= 0) and abs(shown) <= abs(exact) < abs(shown) + ulp
+    return rounded or truncated
 
 
 @lru_cache(maxsize=4096)
