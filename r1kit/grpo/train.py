@@ -302,7 +302,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     )
 
     state = _restore(cfg, policy, learner, source) if resume else None
-    if state is not None or cfg.rollout.backend == "vllm-server":
+    if state is not None or rollout.needs_initial_sync:
         # the engine holds what it loaded (or whatever a server last received): start in step
         rollout.sync_weights(policy)
     start = int(state["step"]) if state else 0
@@ -335,7 +335,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             rollout.sync_weights(policy)
             t4 = time.perf_counter()
             times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
-            if cfg.rollout.backend != "hf":
+            if not rollout.shares_weights:
                 times["weight_sync"] = t4 - t3
             row, warnings = _step_metrics(step, res, stats, times, monitor)
             logger.log_metrics(row)

@@ -17,6 +17,11 @@ BACKENDS = ("hf", "vllm", "vllm-server")
 
 
 class RolloutBackend(Protocol):
+    # What the loop needs to know about a backend, declared by the backend (never its name):
+    shares_weights: bool  # generates with the learner's own model: nothing to sync, no sync time
+    needs_initial_sync: bool  # may hold other weights than the policy's at start (a server)
+    has_sampling_logps: bool  # its Groups carry the engine's per-token log-probs
+
     def generate(self, samples: list[Sample]) -> list[Group]:
         """G = rollout.group_size completions for each sample, in order."""
         ...

@@ -116,6 +116,8 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 class HFRollout:
     """Generation with the training model itself; ``sync_weights`` is a no-op (shared weights)."""
 
+    shares_weights, needs_initial_sync, has_sampling_logps = True, False, False
+
     def __init__(self, model, tokenizer, cfg: RolloutSection, amp=None):
         self.model, self.tokenizer, self.cfg, self.amp = model, tokenizer, cfg, amp
         self.eos_ids = eos_token_ids(model, tokenizer)

@@ -134,6 +134,9 @@ def engine_kwargs(cfg: RolloutSection, device: torch.device, amp: torch.dtype | 
 class VLLMRollout:
     """A vLLM engine living in the trainer's process (``rollout.backend: vllm``)."""
 
+    # it loads the policy's own model directory at start
+    shares_weights, needs_initial_sync, has_sampling_logps = False, False, True
+
     def __init__(self, model, tokenizer, cfg: RolloutSection, model_path: str, amp=None, seed: int = 0):
         vllm = import_vllm()
         device = next(model.parameters()).device
@@ -217,6 +220,9 @@ class VLLMRollout:
 
 class VLLMServerRollout:
     """Client of a generation server started with ``r1kit vllm-serve MODEL`` (``rollout.backend: vllm-server``)."""
+
+    # the server holds whatever it loaded or last received
+    shares_weights, needs_initial_sync, has_sampling_logps = False, True, True
 
     def __init__(self, model, tokenizer, cfg: RolloutSection):
         self.tokenizer, self.cfg = tokenizer, cfg

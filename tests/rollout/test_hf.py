@@ -75,3 +75,13 @@ def test_backend_returns_groups(tok, model):
     assert model.training  # generate() restores the mode it found
     with pytest.raises(ValueError, match="backend"):
         build_rollout(RolloutSection(backend="nope"), model, tok)
+
+
+def test_backends_declare_what_the_loop_needs_to_know():
+    from r1kit.rollout.hf import HFRollout
+    from r1kit.rollout.vllm import VLLMRollout, VLLMServerRollout
+
+    caps = lambda c: (c.shares_weights, c.needs_initial_sync, c.has_sampling_logps)  # noqa: E731
+    assert caps(HFRollout) == (True, False, False)  # generates with the policy itself
+    assert caps(VLLMRollout) == (False, False, True)  # loads the policy's directory at start
+    assert caps(VLLMServerRollout) == (False, True, True)  # holds whatever it last received
