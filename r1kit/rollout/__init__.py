@@ -31,6 +31,20 @@ class RolloutBackend(Protocol):
         ...
 
 
+def make_group(sample: Sample, prompt_ids: list[int], completion_ids: list[list[int]], tokenizer, eos_ids,
+               sampling_logps: list[list[float]] | None = None) -> Group:
+    """One prompt's G completions as every backend returns them: token ids, decoded text (special
+    tokens dropped), truncated = did not end in an EOS token, and the engine's log-probs if any."""
+    return Group(
+        sample=sample,
+        prompt_ids=prompt_ids,
+        completion_ids=completion_ids,
+        completions=tokenizer.batch_decode(completion_ids, skip_special_tokens=True),
+        truncated=[not c or c[-1] not in eos_ids for c in completion_ids],
+        sampling_logps=sampling_logps,
+    )
+
+
 def build_rollout(
     cfg: RolloutSection, model, tokenizer, amp=None, model_path: str | None = None, seed: int = 0
 ) -> RolloutBackend:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from r1kit.config import RolloutSection
+from r1kit.rollout import make_group
 from r1kit.tensors import left_pad, positions
 from r1kit.models import autocast
 from r1kit.types import Group, Sample
@@ -142,15 +143,7 @@ class HFRollout:
                 for i, ids in enumerate(chunk):
                     rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)
                     comp = [tokens[r][: lengths[r]] for r in rows]
-                    groups.append(
-                        Group(
-                            sample=samples[lo + i],
-                            prompt_ids=ids,
-                            completion_ids=comp,
-                            completions=tok.batch_decode(comp, skip_special_tokens=True),
-                            truncated=[not c or c[-1] not in self.eos_ids for c in comp],
-                        )
-                    )
+                    groups.append(make_group(samples[lo + i], ids, comp, tok, self.eos_ids))
         finally:
             self.model.train(was_training)
         return groups

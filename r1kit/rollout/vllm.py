@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from r1kit.config import RolloutSection
+from r1kit.rollout import make_group
 from r1kit.rollout.hf import encode_prompt, eos_token_ids
 from r1kit.rollout.weights import hf_weights
 from r1kit.types import Group, Sample
@@ -99,16 +100,7 @@ def _groups(samples: list[Sample], prompt_ids, completions, tokenizer, eos_ids, 
         if len(comps) == 1 and group_size > 1:  # greedy: see _n_requested
             comps = comps * group_size
         toks = [list(c) for c, _ in comps]
-        groups.append(
-            Group(
-                sample=s,
-                prompt_ids=ids,
-                completion_ids=toks,
-                completions=tokenizer.batch_decode(toks, skip_special_tokens=True),
-                truncated=[not c or c[-1] not in eos_ids for c in toks],
-                sampling_logps=[list(lp) for _, lp in comps],
-            )
-        )
+        groups.append(make_group(s, ids, toks, tokenizer, eos_ids, [list(lp) for _, lp in comps]))
     return groups
 
 
