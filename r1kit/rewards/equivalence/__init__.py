@@ -114,17 +114,17 @@ def _equivalent(gold: str, pred: str) -> bool:
         return True
     if ("percent" in gold_marks) != ("percent" in pred_marks):  # x% also stands for x/100
         side = gold if "percent" in gold_marks else pred
-        return _rescaled_equal(gold, pred, side, "{}/100")
+        return _percent_as_fraction_equal(gold, pred, side)
     return False
 
 
-def _rescaled_equal(gold: str, pred: str, side: str, template: str) -> bool:
-    """``side`` (gold or pred), a plain number x, read as ``template.format(x)`` against the other."""
+def _percent_as_fraction_equal(gold: str, pred: str, side: str) -> bool:
+    """``side`` (gold or pred) is a plain number x with a percent sign: x/100 against the other."""
     value = exact_number(normalize(side))
     if value is None:
         return False
-    x = value.value
-    scaled = template.format(f"{x.numerator}/{x.denominator}" if x.denominator != 1 else x.numerator)
+    x = value.value / 100
+    scaled = f"{x.numerator}/{x.denominator}"
     return _equivalent_texts(scaled, pred) if side is gold else _equivalent_texts(gold, scaled)
 
 
