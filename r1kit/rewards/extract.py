@@ -37,6 +37,7 @@ import re
 import unicodedata
 
 from r1kit.rewards.format import ANSWER_CLOSE, ANSWER_OPEN
+from r1kit.rewards.number_words import NUMBER_WORDS, words_to_number
 
 _ANY_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
 _BOX_COMMANDS = ("boxed", "fbox")
@@ -318,8 +319,6 @@ def _words(text: str) -> list[str]:
 def is_prose(text: str) -> bool:
     """Two or more words that are not units, number words or connectors: a sentence around an
     answer rather than an answer ("12 red apples" is prose, "5 square feet" is not)."""
-    from r1kit.rewards.number_words import words_to_number
-
     words = [w for w in _words(text) if not _NOT_PROSE.fullmatch(w) and words_to_number(w) is None]
     return len(words) >= 2 or len(_CJK.findall(text)) >= 4  # Chinese and Japanese need no spaces
 
@@ -329,8 +328,6 @@ def _candidates(sentence: str) -> list[tuple[int, int, str]]:
     than a name (``$120$``, ``$x+1$``; not ``$ABCD$`` or ``$f(x)$``), LaTeX written without
     delimiters (``\frac{63}{400}``) and numbers; numbers in words only when there are none of
     those."""
-    from r1kit.rewards.number_words import NUMBER_WORDS, words_to_number
-
     found = [(a, b, c) for a, b, c in math_spans(sentence) if not _NAME_ONLY.fullmatch(c)]
     taken = [(a, b) for a, b, _ in math_spans(sentence)]
 
