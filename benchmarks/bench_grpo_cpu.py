@@ -124,57 +124,62 @@ def median(xs: list[float]) -> float:
 # r1kit
 
 
+def r1kit_config(args, model_path: str, workdir: Path, micro_batch_size: int) -> dict:
+    """r1kit's GRPO config for the benchmark (the same update as TRL's side)."""
+    return {
+        "output_dir": str(workdir / "r1kit"),
+        "seed": args.seed,
+        "model": {"name_or_path": model_path, "dtype": "float32", "gradient_checkpointing": False},
+        "data": {"source": "arithmetic", "template": "chat", "prefill": PREFILL},
+        "rollout": {
+            "backend": "hf",
+            "group_size": args.group_size,
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
+            "batch_size": 0,
+        },
+        "rewards": dict(REWARD_WEIGHTS),
+        "grpo": {
+            "loss_type": "grpo",
+            "scale": "group",
+            "epsilon_low": EPSILON,
+            "epsilon_high": None,
+            "beta": 0.0,
+            "num_iterations": 1,
+            "mask_truncated": False,
+            "dynamic_sampling": False,
+        },
+        "train": {
+            "max_steps": args.warmup + args.steps,
+            "prompts_per_step": args.prompts,
+            "micro_batch_size": micro_batch_size,
+            "lr": LR,
+            "weight_decay": 0.0,
+            "adam_beta1": ADAM_BETAS[0],
+            "adam_beta2": ADAM_BETAS[1],
+            "lr_schedule": "constant",
+            "warmup_steps": 0,
+            "max_grad_norm": MAX_GRAD_NORM,
+            "save_every": 0,
+            "samples_every": 1,  # written after the step's timer stops; used to check the prompts
+            "log_all_samples": True,
+            "tensorboard": False,
+            "progress": False,
+        },
+    }
+
+
 def run_r1kit(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
+    """Train with r1kit; per-step seconds, lengths and rewards from its metrics.jsonl."""
     from r1kit.config import config_from_dict
     from r1kit.grpo.train import train
     from r1kit.logging import read_jsonl
 
     total = args.warmup + args.steps
     mb = args.micro_batch_size or args.prompts * args.group_size
-    cfg = config_from_dict(
-        {
-            "output_dir": str(workdir / "r1kit"),
-            "seed": args.seed,
-            "model": {"name_or_path": model_path, "dtype": "float32", "gradient_checkpointing": False},
-            "data": {"source": "arithmetic", "template": "chat", "prefill": PREFILL},
-            "rollout": {
-                "backend": "hf",
-                "group_size": args.group_size,
-                "max_new_tokens": args.max_new_tokens,
-                "temperature": 1.0,
-                "top_p": 1.0,
-                "top_k": 0,
-                "batch_size": 0,
-            },
-            "rewards": dict(REWARD_WEIGHTS),
-            "grpo": {
-                "loss_type": "grpo",
-                "scale": "group",
-                "epsilon_low": EPSILON,
-                "epsilon_high": None,
-                "beta": 0.0,
-                "num_iterations": 1,
-                "mask_truncated": False,
-                "dynamic_sampling": False,
-            },
-            "train": {
-                "max_steps": total,
-                "prompts_per_step": args.prompts,
-                "micro_batch_size": mb,
-                "lr": LR,
-                "weight_decay": 0.0,
-                "adam_beta1": ADAM_BETAS[0],
-                "adam_beta2": ADAM_BETAS[1],
-                "lr_schedule": "constant",
-                "warmup_steps": 0,
-                "max_grad_norm": MAX_GRAD_NORM,
-                "save_every": 0,
-                "samples_every": 1,  # written after the step's timer stops; used to check the prompts
-                "tensorboard": False,
-                "progress": False,
-            },
-        }
-    )
+    cfg = config_from_dict(r1kit_config(args, model_path, workdir, mb))
     t0 = time.perf_counter()
     run_dir = train(cfg)
     wall = time.perf_counter() - t0
@@ -263,17 +268,13 @@ def make_timer_callback():
     return StepTimer()
 
 
-def run_trl(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
-    import datasets
+def trl_config(args, workdir: Path):
+    """TRL's GRPOConfig for the benchmark: the same batch, sampling and update as r1kit's side."""
     import torch
-    import transformers
-    from transformers import AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
-    total = args.warmup + args.steps
-    G, P = args.group_size, args.prompts
-    dataset = datasets.Dataset.from_list(rows)  # prompt (rendered string), question, answer, task
-    config = GRPOConfig(
+    P, G = args.prompts, args.group_size
+    return GRPOConfig(
         output_dir=str(workdir / "trl"),
         # precision / device
         use_cpu=True,
@@ -287,7 +288,7 @@ def run_trl(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
         gradient_accumulation_steps=1,
         steps_per_generation=1,
         num_iterations=1,
-        max_steps=total,
+        max_steps=args.warmup + args.steps,
         shuffle_dataset=False,  # prompts in the same order as r1kit's source
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -326,6 +327,58 @@ def run_trl(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
         log_completions=False,
         disable_tqdm=True,
     )
+
+
+def _trl_prompt_problems(calls: list[list[str]], rows: list[dict], P: int, G: int, total: int) -> int:
+    """How many generation batches differ from the shared prompt list (P prompts, each G times)."""
+    problems = sum(
+        prompts != [r["prompt"] for r in rows[k * P : (k + 1) * P] for _ in range(G)] for k, prompts in enumerate(calls)
+    )
+    return problems + (len(calls) != total)
+
+
+def _trl_steps(timer, total: int, N: int) -> list[dict]:
+    """Per optimizer step: seconds (timer callback), mean completion length and reward (TRL's logs)."""
+    if len(timer.in_step) != total:
+        raise RuntimeError(f"TRL ran {len(timer.in_step)} optimizer steps, expected {total}")
+    steps = []
+    for i in range(total):
+        log = timer.logs.get(i + 1, {})
+        mean_len = log.get("completions/mean_length", float("nan"))
+        steps.append(
+            {
+                "seconds": timer.in_step[i],
+                "end_to_end": timer.end_to_end[i],
+                "mean_len": mean_len,
+                "tokens": mean_len * N,
+                "trl_step_time": log.get("step_time", float("nan")),
+                "reward": log.get("reward", float("nan")),
+            }
+        )
+    return steps
+
+
+def _unique_warnings(caught) -> list[str]:
+    seen, notes = set(), []
+    for w in caught:
+        msg = f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}"
+        if msg not in seen:
+            seen.add(msg)
+            notes.append(msg)
+    return notes
+
+
+def run_trl(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
+    """Train with TRL's GRPOTrainer; per-step seconds from a callback, lengths from its logs."""
+    import datasets
+    import transformers
+    from transformers import AutoTokenizer, PrinterCallback
+    from trl import GRPOTrainer
+
+    total = args.warmup + args.steps
+    G, P = args.group_size, args.prompts
+    dataset = datasets.Dataset.from_list(rows)  # prompt (rendered string), question, answer, task
+    config = trl_config(args, workdir)
     calls: list[list[str]] = []
     reward_funcs = [trl_reward(name, calls if i == 0 else None) for i, name in enumerate(REWARD_WEIGHTS)]
     timer = make_timer_callback()
@@ -350,42 +403,15 @@ def run_trl(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
         t0 = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t0
-    # calls has one entry per generation batch: P distinct prompts, each G times, in dataset order
-    problems = 0
-    for k, prompts in enumerate(calls):
-        want = [r["prompt"] for r in rows[k * P : (k + 1) * P] for _ in range(G)]
-        problems += prompts != want
-    if len(calls) != total:
-        problems += 1
-    if len(timer.in_step) != total:
-        raise RuntimeError(f"TRL ran {len(timer.in_step)} optimizer steps, expected {total}")
-    steps = []
-    for i in range(total):
-        log = timer.logs.get(i + 1, {})
-        mean_len = log.get("completions/mean_length", float("nan"))
-        steps.append(
-            {
-                "seconds": timer.in_step[i],
-                "end_to_end": timer.end_to_end[i],
-                "mean_len": mean_len,
-                "tokens": mean_len * P * G,
-                "trl_step_time": log.get("step_time", float("nan")),
-                "reward": log.get("reward", float("nan")),
-            }
-        )
-    seen, notes = set(), []
-    for w in caught:
-        msg = f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}"
-        if msg not in seen:
-            seen.add(msg)
-            notes.append(msg)
+    problems = _trl_prompt_problems(calls, rows, P, G, total)
+    steps = _trl_steps(timer, total, P * G)
     del trainer, model
     gc.collect()
     return {
         "steps": steps,
         "wall": wall,
         "info": info,
-        "warnings": notes,
+        "warnings": _unique_warnings(caught),
         "prompt_check": "ok" if not problems else f"{problems} generation batches differ from the shared prompt list",
     }
 
@@ -453,25 +479,11 @@ def print_report(args, results: dict, summaries: dict) -> None:
         print(f"length-normalised (s per 1k generated tok): trl / r1kit = {b['s_per_1k_tok'] / a['s_per_1k_tok']:.2f}x")
 
 
-def main(argv=None) -> int:
-    # A CPU benchmark: r1kit picks cuda when it sees a GPU, TRL is told use_cpu; hide GPUs from both.
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = parse_args(argv)
-
+def print_setup(args, model_path: str, rows: list[dict], threads: int, mb: int) -> None:
+    """What is compared, on what: the header of the report."""
     import torch
     import transformers
     import trl
-
-    from r1kit.models import resolve_model_path
-
-    transformers.utils.logging.disable_progress_bar()  # weight loading / shard writing bars
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    model_path = resolve_model_path(args.model)
-    total = args.warmup + args.steps
-    rows = build_prompt_rows(model_path, args.prompts, total, args.seed)
-    mb = args.micro_batch_size or args.prompts * args.group_size
 
     print("== r1kit vs TRL GRPO, seconds per optimizer step (CPU) ==")
     print(f"device: cpu ({platform.processor() or platform.machine()}), os.cpu_count()={os.cpu_count()}, "
@@ -492,6 +504,28 @@ def main(argv=None) -> int:
     print(f"steps: {args.warmup} warm-up + {args.steps} measured per trainer; seed {args.seed}")
     if args.steps < 5:
         print(f"note: only {args.steps} measured steps; use --steps 5 or more for a reportable median")
+
+
+def main(argv=None) -> int:
+    # A CPU benchmark: r1kit picks cuda when it sees a GPU, TRL is told use_cpu; hide GPUs from both.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parse_args(argv)
+
+    import torch
+    import transformers
+
+    from r1kit.models import resolve_model_path
+
+    transformers.utils.logging.disable_progress_bar()  # weight loading / shard writing bars
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    model_path = resolve_model_path(args.model)
+    total = args.warmup + args.steps
+    rows = build_prompt_rows(model_path, args.prompts, total, args.seed)
+    mb = args.micro_batch_size or args.prompts * args.group_size
+
+    print_setup(args, model_path, rows, threads, mb)
     sys.stdout.flush()
 
     results: dict[str, dict] = {}

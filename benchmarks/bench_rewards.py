@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from r1kit.rewards import pool as pool_mod  # noqa: E402
 from r1kit.rewards import score  # noqa: E402
+from r1kit.rewards.worker_protocol import WORKER_ENV  # noqa: E402
 from r1kit.rewards.accuracy import accuracy_reward  # noqa: E402
 
 
@@ -96,13 +97,13 @@ def main() -> None:
         # this process too: the worker flag makes the verifier skip the pool).
         salt += 1
         responses, columns = batches(args.n, salt)[kind]
-        os.environ[pool_mod.WORKER_ENV] = "1"
+        os.environ[WORKER_ENV] = "1"
         try:
             t0 = time.perf_counter()
             accuracy_reward(["prompt"] * args.n, responses, **columns)
             inproc = time.perf_counter() - t0
         finally:
-            del os.environ[pool_mod.WORKER_ENV]
+            del os.environ[WORKER_ENV]
         rows.append((kind, cold, statistics.median(warm), inproc, acc, counts, pool.size))
         pool.close()
 

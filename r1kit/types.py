@@ -8,6 +8,8 @@ Shape suffixes name a tensor's (or list's) axes, one letter per axis, the same e
     V  vocabulary
 
 e.g. ``groups_P``, ``rewards_N``, ``adv_N``, ``prompt_ids_NL``, ``logp_NT``, ``logits_NTV``.
+Names that are a convention elsewhere keep it: reward functions take TRL's ``prompts`` and
+``completions`` (N each), and a ``Group``'s fields hold one prompt's G rows.
 """
 
 from __future__ import annotations

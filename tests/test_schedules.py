@@ -36,11 +36,12 @@ def test_unknown_schedule_is_an_error_naming_the_valid_ones():
     assert set(SCHEDULES) == {"constant", "linear", "cosine", "multistep"}
 
 
-def test_scheduler_state_resumes_exactly():
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_scheduler_state_resumes_exactly(name):
     def run(steps, state=None):
         p = torch.nn.Parameter(torch.zeros(1))
         opt = torch.optim.SGD([p], lr=0.1)
-        sched = build_scheduler(opt, "multistep", 1, 10, (0.5,), (0.5,))
+        sched = build_scheduler(opt, name, 2, 10, (0.5,), (0.5,))
         if state:
             sched.load_state_dict(state)
         lrs = []
@@ -54,3 +55,4 @@ def test_scheduler_state_resumes_exactly():
     first, state = run(3)
     rest, _ = run(5, state)
     assert first + rest == full
+    assert len(set(full)) > 1  # warmup and decay: the resumed part had somewhere to go wrong

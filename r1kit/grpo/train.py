@@ -290,18 +290,41 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
     return str(path)
 
 
+def _run_step(cfg: GRPORun, step: int, parts, learner: Learner, monitor: HackingMonitor, last_ckpt: str | None):
+    """One GRPO step: rollout and scoring, group advantages, one learner update, weight sync.
+    Returns the step's metrics row, its warnings, the scored groups and their advantages."""
+    t0 = time.perf_counter()
+    res = rollout_and_score(cfg, parts.source, parts.rollout, TrainerState(step - 1, cfg.train.max_steps))
+    t1 = time.perf_counter()
+    adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
+    batch = make_batch(res.groups, adv, parts.tokenizer.pad_token_id, cfg.grpo.mask_truncated)
+    t2 = time.perf_counter()
+    try:
+        stats = learner.step(batch)
+    except FloatingPointError as e:
+        raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
+    t3 = time.perf_counter()
+    parts.rollout.sync_weights(parts.policy)
+    t4 = time.perf_counter()
+    times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
+    if not parts.rollout.shares_weights:
+        times["weight_sync"] = t4 - t3
+    row, warnings = _step_metrics(step, res, stats, times, monitor)
+    return row, warnings, res, adv
+
+
 def train(cfg: GRPORun, resume: bool = False) -> Path:
     """Run GRPO as configured; returns the run directory."""
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
     _check_run_dir(Path(cfg.output_dir), resume)
     parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
-    policy, tokenizer, source, rollout = parts.policy, parts.tokenizer, parts.source, parts.rollout
+    policy, tokenizer, rollout = parts.policy, parts.tokenizer, parts.rollout
     learner = Learner(
         policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp
     )
 
-    state = _restore(cfg, policy, learner, source) if resume else None
+    state = _restore(cfg, policy, learner, parts.source) if resume else None
     if state is not None or rollout.needs_initial_sync:
         # the engine holds what it loaded (or whatever a server last received): start in step
         rollout.sync_weights(policy)
@@ -321,23 +344,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
 
             bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
         for step in range(start + 1, cfg.train.max_steps + 1):
-            t0 = time.perf_counter()
-            res = rollout_and_score(cfg, source, rollout, TrainerState(step - 1, cfg.train.max_steps))
-            t1 = time.perf_counter()
-            adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
-            batch = make_batch(res.groups, adv, tokenizer.pad_token_id, cfg.grpo.mask_truncated)
-            t2 = time.perf_counter()
-            try:
-                stats = learner.step(batch)
-            except FloatingPointError as e:
-                raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
-            t3 = time.perf_counter()
-            rollout.sync_weights(policy)
-            t4 = time.perf_counter()
-            times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
-            if not rollout.shares_weights:
-                times["weight_sync"] = t4 - t3
-            row, warnings = _step_metrics(step, res, stats, times, monitor)
+            row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt)
             logger.log_metrics(row)
             for w in warnings:
                 msg = f"[r1kit] step {step}: warning: {w}"
@@ -353,7 +360,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             if bar is not None:
                 bar.set_postfix(
                     reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
-                    s_step=f"{times['step']:.1f}",
+                    s_step=f"{row['time/step']:.1f}",
                 )
                 bar.update(1)
         if bar is not None:

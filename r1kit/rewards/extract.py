@@ -5,8 +5,9 @@ this order (the first that applies wins; each later step works on what the earli
 
 1. Chat framing: a leading role header (``<|im_start|>assistant``) is dropped and the text is cut
    at the first special token after it (``<|im_end|>``, ``<|im_start|>user ...``, ``<|eot_id|>``,
-   ``</s>``, ``<｜end▁of▁sentence｜>``): what follows is another turn. With a ``</think>``, only
-   the text after the last one counts (unless it is empty).
+   ``</s>``, ``<｜end▁of▁sentence｜>``): what follows is another turn (GLM's
+   ``<|begin_of_box|>...<|end_of_box|>`` is a box, step 4). With a ``</think>``, only the text
+   after the last one counts (unless it is empty).
 2. The last ``<answer>...</answer>`` pair: its content (the accuracy reward's path).
 3. A GSM8K-style ``#### 72``: the text after the last ``####``.
 4. The last ``\\boxed{}`` / ``\\fbox{}``; a run of boxes that ends the answer and is joined by
@@ -14,7 +15,8 @@ this order (the first that applies wins; each later step works on what the earli
    ``"2, -1"``) -- unless a lead-in (step 5) comes after the last box: the later commitment wins.
 5. The last lead-in "final answer is", "answer is", "Answer:" (or "Answer" straight before
    math; also 答案是 / 答案：, "réponse est", "respuesta:", "Antwort:", "Ответ:"): the ``$...$``,
-   ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]`` right after it, else the rest of its sentence.
+   ``$$...$$``, ``\\(...\\)`` or ``\\[...\\]`` right after it, else the rest of its sentence;
+   one that judges instead ("this answer is correct, ...") is passed over.
 6. Then, on what is left: sign-offs ("I hope it is correct."), a leading "so"/"thus"/
    "therefore"/"hence", bold markers and math delimiters around the whole are removed.
 7. If that is still prose (two or more words that are not units, number words or "and"/"or",
@@ -198,6 +200,10 @@ def gold_answer(gold: str) -> str:
 _CHAT_TOKEN = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>|<｜[^｜<>\n]{1,40}｜>|</s>|<eos>|<end_of_turn>")
 _ROLE = re.compile(r"\s*(?:assistant|model)\b\s*(?:<\|end_header_id\|>)?", re.IGNORECASE)
 _THINK_CLOSE = "</think>"
+# GLM's box tokens: "<|begin_of_box|>12<|end_of_box|>" is \boxed{12}, not the end of the turn.
+_BOX_TOKENS = ("<|begin_of_box|>", "<|end_of_box|>")
+# "this answer is correct": a lead-in that judges an answer instead of giving one
+_JUDGEMENT = re.compile(r"(?:correct|incorrect|wrong|right|true|false|valid|invalid|not)\b", re.IGNORECASE)
 # "The final answer is", "the answer is:", "Answer:", "answer =" (group "is" set when a
 # connector follows "answer"; without one, only math may follow).
 _LEAD_IN = re.compile(
@@ -228,6 +234,11 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _BARE_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?")
 _JOINED = re.compile(r"\s*(?:,\s*(?:or|and)?|(?:or|and))\s*", re.IGNORECASE)
 # Words that do not make a text prose: connectors, units and the like after a number.
+# Function names written without a backslash, calculator / sympy style ("cos(x)^2 + sin(x)^2"):
+# math, not words (also read as LaTeX by ``equivalence.normalize``).
+PLAIN_FUNCTION = re.compile(
+    r"(?<![\\A-Za-z])(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|sec|csc|cot|ln|log|exp|sqrt)(?=\s*\()"
+)
 _NOT_PROSE = re.compile(
     r"(?:and|or|of|per|sq|square|cubic|units?|degrees?|percent|dollars?|cents?|euros?|meters?|metres?|"
     r"cm|mm|km|kg|mg|ft|feet|foot|inch(?:es)?|in|yd|mi|miles?|hours?|hrs?|minutes?|min|seconds?|sec|"
@@ -236,8 +247,19 @@ _NOT_PROSE = re.compile(
 )
 
 
+def _token_boxes(text: str) -> str:
+    """``<|begin_of_box|>X<|end_of_box|>`` -> ``\\boxed{X}`` (one pass, left to right)."""
+    begin, end = _BOX_TOKENS
+    out, i = [], 0
+    while (a := text.find(begin, i)) >= 0 and (b := text.find(end, a + len(begin))) >= 0:
+        out += [text[i:a], "\\boxed{", text[a + len(begin) : b], "}"]
+        i = b + len(end)
+    return "".join(out) + text[i:]
+
+
 def _chat_answer(text: str) -> str:
     """Step 1: the assistant turn's text, without template tokens or what follows them."""
+    text = _token_boxes(text)
     while True:
         m = _CHAT_TOKEN.match(text.lstrip())
         if not m:
@@ -292,6 +314,8 @@ def _after_lead_in(text: str, start: int = 0) -> str | None:
     for m in reversed(list(_LEAD_IN.finditer(text, start))):
         if m.end() in starts:
             return starts[m.end()]
+        if _JUDGEMENT.match(text, m.end()):
+            continue
         if (m.group("is") or m.group("intl")) and m.end() < len(text.rstrip()):
             end = _SENTENCE_END.search(text, m.end())
             return text[m.end() : end.start() if end else len(text)]
@@ -307,6 +331,7 @@ def _words(text: str) -> list[str]:
     bare = " ".join([*bare, text[last:]])
     bare = re.sub(r"\\text\{([^{}]*)\}", r" \1 ", bare)  # text is words: "\text{The answer is } 17"
     bare = re.sub(r"\\(?:begin|end|operatorname|math[a-z]+)\s*\{[^{}]*\}|\\[A-Za-z]+", " ", bare)
+    bare = PLAIN_FUNCTION.sub(" ", bare)
     words = []
     for token in re.split(r"[\s,;:!?()\[\]{}.\"*/=+<>|]+", bare):
         token = token.strip("'’-_`")

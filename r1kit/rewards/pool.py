@@ -16,45 +16,39 @@ the trainer (and any CUDA state) into the workers. Here a worker is a fresh
 to run. Workers start on first use and stay up; they know what they are (``in_worker()``), so
 code that would normally hand work to the pool runs it in-process inside a worker instead.
 
-Wire format, both directions: an 8-byte big-endian length, then a pickle. A request is
-``(sys_path | None, target, origin_file, payload)`` with ``payload = pickle((args, kwargs))``, so
-the worker can take the caller's ``sys.path`` and import the target before unpickling arguments
-that may need the target's module. The worker answers ``("imported",)`` the first time it resolves
-a target (importing is not charged to the call's deadline, only to the batch's), then
-``("ok", value, events)`` or ``("error", message, retire)``.
-
-A target is ``"module:qualname"``, or ``("module:factory", args)``: the function to call is then
-``factory(*args)``, built once per worker as part of the import (for a function that needs
-preparing, e.g. a comparison that should import sympy before its first deadline starts).
+The frames the pool and a worker exchange, and what a target is: ``r1kit.rewards.worker_protocol``;
+starting and killing one worker process: ``r1kit.rewards.worker_process``.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib
-import importlib.util
 import logging
 import os
 import pickle
 import select
-import signal
-import struct
-import subprocess
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+from r1kit.rewards.worker_process import Worker, forget_parent_workers, start_worker
+from r1kit.rewards.worker_protocol import (  # noqa: F401  (in_worker, report, target_of: public here too)
+    HEADER,
+    describe_exception,
+    in_worker,
+    load_target,
+    report,
+    resolve_target,
+    take_events,
+    target_key,
+    target_of,
+)
 
 logger = logging.getLogger(__name__)
 
-WORKER_ENV = "R1KIT_REWARD_WORKER"  # "1" inside a worker process
-# Read by the worker: the parent's pid (exit when it is gone), the memory cap, parent-death signal.
-PARENT_ENV = "R1KIT_REWARD_WORKER_PARENT"
-MEMORY_ENV = "R1KIT_REWARD_WORKER_MEMORY"
-PDEATHSIG_ENV = "R1KIT_REWARD_WORKER_PDEATHSIG"
 SIZE_ENV = "R1KIT_REWARD_WORKERS"  # default pool size override
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -66,7 +60,6 @@ DEFAULT_IMPORT_TIMEOUT_S = 60.0
 # MemoryError instead of swapping the machine. None: no cap.
 DEFAULT_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
-_HEADER = struct.Struct(">Q")
 # While a map has work queued but no free worker, how often it looks for one another thread freed.
 _POLL_S = 0.02
 
@@ -86,103 +79,6 @@ class Result(NamedTuple):
     events: tuple[str, ...] = ()
 
 
-def in_worker() -> bool:
-    """True inside a pool worker process: run comparisons in-process there, do not recurse."""
-    return os.environ.get(WORKER_ENV) == "1"
-
-
-_events: list[str] = []
-
-
-def report(event: str) -> None:
-    """Inside a worker: attach ``event`` to the current call's ``Result.events``. Outside a
-    worker, nothing (the code that handled the failure counts it itself)."""
-    if in_worker():
-        _events.append(event)
-
-
-def take_events() -> tuple[str, ...]:
-    """The events reported since the last call (worker side)."""
-    out = tuple(_events)
-    _events.clear()
-    return out
-
-
-def target_of(fn: Callable) -> str | None:
-    """``"module:qualname"`` that a fresh process can import to get ``fn``, or None.
-
-    None for lambdas, closures, functions defined in ``__main__`` (a worker cannot import the
-    user's script without running it) and objects that are not named functions or classes.
-    """
-    module_name = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not module_name or not qualname or module_name in ("__main__", "__mp_main__") or "<" in qualname:
-        return None
-    obj: Any = sys.modules.get(module_name)
-    if obj is None:
-        return None
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    return f"{module_name}:{qualname}" if obj is fn else None
-
-
-def target_key(target: str | tuple[str, tuple]) -> str:
-    return target if isinstance(target, str) else f"{target[0]}{tuple(target[1])!r}"
-
-
-def load_target(target: str | tuple[str, tuple], origin: str | None = None) -> Callable:
-    """The callable a target names (see the module docstring)."""
-    if isinstance(target, str):
-        return resolve_target(target, origin)
-    factory, args = target
-    fn = resolve_target(factory, origin)(*args)
-    if not callable(fn):
-        raise TypeError(f"{factory}{tuple(args)!r} returned {type(fn).__name__}, not a callable")
-    return fn
-
-
-def resolve_target(target: str, origin: str | None = None) -> Callable:
-    """Import ``"module:qualname"``; if the module is not importable by name but ``origin`` names
-    its file (pytest's importlib mode, a script directory not on ``sys.path``), load it from there."""
-    module_name, sep, qualname = target.partition(":")
-    if not sep or not module_name or not qualname:
-        raise ValueError(f"target {target!r} is not 'module:qualname'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if not origin or e.name != module_name.split(".")[0] and e.name != module_name:
-            raise
-        spec = importlib.util.spec_from_file_location(module_name, origin)
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{target} is not callable")
-    return obj
-
-
-def describe_exception(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"[:2000]
-
-
-def write_frame(fd: int, obj: Any = None, data: bytes | None = None) -> None:
-    """Write one length-prefixed pickle (``data`` when already pickled) to a blocking fd."""
-    if data is None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _origin_of(target: str | tuple[str, tuple]) -> str | None:
     name = target if isinstance(target, str) else target[0]
     module = sys.modules.get(name.partition(":")[0])
@@ -196,67 +92,14 @@ def _caller_sys_path() -> tuple[str, ...]:
     return tuple(p if p else cwd for p in sys.path if isinstance(p, str))
 
 
-class _Worker:
-    """Client side of one worker process: its pipes, read buffer and what it has already loaded."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.rfd = proc.stdout.fileno()
-        self.wfd = proc.stdin.fileno()
-        os.set_blocking(self.wfd, False)
-        self.buf = bytearray()
-        self.targets: set[str] = set()  # already imported in the worker
-        self.sys_path: tuple[str, ...] | None = None  # last sys.path sent
-        self.owner_pid = os.getpid()
-        _LIVE.add(self)
-
-    def frames(self) -> list[Any]:
-        """Complete frames in the buffer (the rest stays for the next read)."""
-        out = []
-        while len(self.buf) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self.buf)
-            if len(self.buf) < _HEADER.size + size:
-                break
-            data = bytes(self.buf[_HEADER.size : _HEADER.size + size])
-            del self.buf[: _HEADER.size + size]
-            out.append(pickle.loads(data))
-        return out
-
-    def exit_reason(self) -> str:
-        code = self.proc.wait()
-        if code < 0:
-            try:
-                return f"the worker was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"the worker was killed by signal {-code}"
-        return f"the worker exited with code {code}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-
-
 class _Job:
     __slots__ = ("index", "worker", "deadline", "sent")
 
-    def __init__(self, index: int, worker: _Worker, deadline: float) -> None:
+    def __init__(self, index: int, worker: Worker, deadline: float) -> None:
         self.index, self.worker, self.deadline = index, worker, deadline
 
 
 _POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
-# Popen objects of a parent's workers, kept alive in a forked child so that their finalizers never
-# wait on (or warn about) processes that belong to the parent.
-_INHERITED: list[subprocess.Popen] = []
-_LIVE: "weakref.WeakSet[_Worker]" = weakref.WeakSet()  # every worker this process started
 
 
 class WorkerPool:
@@ -292,7 +135,7 @@ class WorkerPool:
 
     def _reset_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._idle: list[_Worker] = []
+        self._idle: list[Worker] = []
         self._count = 0  # live workers, idle or busy (and ones being started)
         self._waiting = 0  # threads blocked in _acquire: freed workers go to them first
         self._closed = False
@@ -344,7 +187,7 @@ class WorkerPool:
         targets = [target_of(t) if callable(t) else t for t in targets]
         specs = [(t, _origin_of(t)) for t in targets if t]
         deadline = time.monotonic() + (self.import_timeout_s if timeout_s is None else timeout_s)
-        held: list[_Worker] = []
+        held: list[Worker] = []
         try:
             while len(held) < self.size:
                 w = self._acquire(deadline, yield_to_waiters=False)
@@ -409,8 +252,8 @@ class WorkerPool:
         calls: list[tuple[tuple, dict]],
         timeout_s: float,
         batch_deadline: float,
-        acquire: Callable[[float, bool], _Worker | None],
-        release: Callable[[_Worker], None],
+        acquire: Callable[[float, bool], Worker | None],
+        release: Callable[[Worker], None],
     ) -> list[Result]:
         """Run ``calls`` on workers from ``acquire(deadline, busy)`` (``busy``: this map already has
         work running, so do not block); healthy workers go back through ``release``."""
@@ -476,7 +319,7 @@ class WorkerPool:
                 self._discard(job.worker, dead=False)
         return [r if r is not None else Result(TIMEOUT, None, "batch deadline (not started)") for r in results]
 
-    def _send(self, w: _Worker, target, origin: str | None, sys_path: tuple[str, ...], call, deadline: float):
+    def _send(self, w: Worker, target, origin: str | None, sys_path: tuple[str, ...], call, deadline: float):
         """Send one request. None, or why not: an error message (the worker is fine), ``_DEAD``
         or ``_STUCK`` (it did not read the request before ``deadline``; both discard it)."""
         try:
@@ -485,7 +328,7 @@ class WorkerPool:
             data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # noqa: BLE001 - unpicklable arguments are this call's error
             return f"arguments cannot be pickled: {describe_exception(e)}"
-        view = memoryview(_HEADER.pack(len(data)) + data)
+        view = memoryview(HEADER.pack(len(data)) + data)
         # The pipe is non-blocking: a request bigger than the pipe buffer goes out as the worker
         # reads it, and a worker that never reads cannot hold this thread past the deadline.
         while view:
@@ -538,7 +381,7 @@ class WorkerPool:
 
     # ---- worker bookkeeping -------------------------------------------------------------------
 
-    def _acquire(self, deadline: float, yield_to_waiters: bool) -> _Worker | None:
+    def _acquire(self, deadline: float, yield_to_waiters: bool) -> Worker | None:
         """An idle worker, else a new one while fewer than ``size`` exist, else wait for one until
         ``deadline`` (None then). ``yield_to_waiters``: a map that already has work running leaves
         freed workers to threads blocked here, so concurrent callers share the pool fairly."""
@@ -575,7 +418,7 @@ class WorkerPool:
                 self._cond.notify()
             raise
 
-    def _release(self, w: _Worker) -> None:
+    def _release(self, w: Worker) -> None:
         with self._cond:
             if self._owner_pid != os.getpid():
                 return
@@ -586,7 +429,7 @@ class WorkerPool:
             self._count -= 1
         w.kill()
 
-    def _discard(self, w: _Worker, dead: bool) -> None:
+    def _discard(self, w: Worker, dead: bool) -> None:
         """Kill (if needed) and forget a worker; the next acquire may start a replacement."""
         w.kill()
         with self._cond:
@@ -599,26 +442,11 @@ class WorkerPool:
                 self.kills += 1
             self._cond.notify()
 
-    def _spawn(self) -> _Worker:
-        env = dict(os.environ)
-        env[WORKER_ENV] = "1"
-        env[PARENT_ENV] = str(os.getpid())
-        env[MEMORY_ENV] = str(self.memory_limit_bytes or 0)
-        # Linux sends the parent-death signal when the *thread* that started the child ends, so
-        # ask for it only from the main thread (which ends with the process).
-        env[PDEATHSIG_ENV] = "1" if threading.current_thread() is threading.main_thread() else "0"
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(
-            [self.python, "-m", "r1kit.rewards.verify_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
+    def _spawn(self) -> Worker:
+        w = start_worker(self.python, self.memory_limit_bytes)
         with self._cond:
             self.starts += 1
-        return _Worker(proc)
+        return w
 
 
 def _import_all(specs: list[tuple[str, str | None]]) -> None:
@@ -637,19 +465,9 @@ def _run_here(fn: Callable, args: tuple, kwargs: dict) -> Result:
 
 
 def _forget_inherited(pool: WorkerPool | None) -> None:
-    """In a forked child: drop the parent's workers (idle or busy in a parent thread) without
-    signalling them. Closing our copies of their pipes only affects this process, and keeps a
-    worker's stdin from staying open after the parent closes it."""
-    for w in list(_LIVE):
-        if w.owner_pid == os.getpid():
-            continue
-        for pipe in (w.proc.stdin, w.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-        _INHERITED.append(w.proc)
-        _LIVE.discard(w)
+    """In a forked child: drop the parent's workers without signalling them, and start ``pool``
+    (or every pool) afresh."""
+    forget_parent_workers()
     for p in [pool] if pool is not None else list(_POOLS):
         p._reset_state()
 

@@ -2,7 +2,7 @@
 ``r1kit.rewards.pool.WorkerPool`` (never imported by the training process).
 
 Reads length-prefixed pickled requests on stdin, runs ``module:qualname(*args, **kwargs)`` and
-writes the answer to (a private copy of) stdout; see the pool's docstring for the frames. It stops
+writes the answer to (a private copy of) stdout; see ``r1kit.rewards.worker_protocol`` for the frames. It stops
 when stdin closes, when its parent is gone, or when the pool kills it at a deadline.
 """
 
@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 
-from r1kit.rewards.pool import (
+from r1kit.rewards.worker_protocol import (
+    HEADER,
     MEMORY_ENV,
     PARENT_ENV,
     PDEATHSIG_ENV,
@@ -27,7 +28,6 @@ from r1kit.rewards.pool import (
     write_frame,
 )
 
-_HEADER_SIZE = 8
 # Exceptions after which the process is not worth keeping: it answers, then exits, and the pool
 # starts a fresh one (a fragmented heap, a half-built module, a blown C stack).
 _RETIRE = (MemoryError, RecursionError, SystemExit)
@@ -102,7 +102,7 @@ def serve() -> None:
     functions: dict[str, object] = {}
     base_path = list(sys.path)
     while True:
-        header = _read_exact(requests, _HEADER_SIZE)
+        header = _read_exact(requests, HEADER.size)
         if header is None:
             return
         body = _read_exact(requests, int.from_bytes(header, "big"))

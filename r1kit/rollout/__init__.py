@@ -22,7 +22,7 @@ class RolloutBackend(Protocol):
     needs_initial_sync: bool  # may hold other weights than the policy's at start (a server)
     has_sampling_logps: bool  # its Groups carry the engine's per-token log-probs
 
-    def generate(self, samples: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample]) -> list[Group]:
         """G = rollout.group_size completions for each sample, in order."""
         ...
 

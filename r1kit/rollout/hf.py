@@ -123,17 +123,17 @@ class HFRollout:
         self.model, self.tokenizer, self.cfg, self.amp = model, tokenizer, cfg, amp
         self.eos_ids = eos_token_ids(model, tokenizer)
 
-    def generate(self, samples: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample]) -> list[Group]:
         cfg, tok = self.cfg, self.tokenizer
-        prompt_ids = [encode_prompt(tok, s.prompt) for s in samples]
+        prompt_ids_P = [encode_prompt(tok, s.prompt) for s in samples_P]
         # prompts per forward chunk; rollout.batch_size counts sequences (prompts x group)
-        step = max(1, cfg.batch_size // cfg.group_size) if cfg.batch_size else len(samples)
+        step = max(1, cfg.batch_size // cfg.group_size) if cfg.batch_size else len(samples_P)
         was_training = self.model.training
         self.model.eval()
-        groups: list[Group] = []
+        groups_P: list[Group] = []
         try:
-            for lo in range(0, len(samples), step):
-                chunk = prompt_ids[lo : lo + step]
+            for lo in range(0, len(samples_P), step):
+                chunk = prompt_ids_P[lo : lo + step]
                 with autocast(next(self.model.parameters()).device, self.amp):
                     tokens_NT, lengths_N = generate_groups(
                         self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
@@ -143,10 +143,10 @@ class HFRollout:
                 for i, ids in enumerate(chunk):
                     rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)
                     comp = [tokens[r][: lengths[r]] for r in rows]
-                    groups.append(make_group(samples[lo + i], ids, comp, tok, self.eos_ids))
+                    groups_P.append(make_group(samples_P[lo + i], ids, comp, tok, self.eos_ids))
         finally:
             self.model.train(was_training)
-        return groups
+        return groups_P
 
     def sync_weights(self, model) -> None:
         return None

@@ -93,10 +93,10 @@ def _n_requested(cfg: RolloutSection) -> int:
     return 1 if cfg.temperature == 0 else cfg.group_size
 
 
-def _groups(samples: list[Sample], prompt_ids, completions, tokenizer, eos_ids, group_size: int) -> list[Group]:
-    """``completions[i]``: G (token ids, log-probs) pairs of prompt i -> Groups, as the HF backend builds them."""
+def _groups(samples_P: list[Sample], prompt_ids_P, completions_P, tokenizer, eos_ids, group_size: int) -> list[Group]:
+    """``completions_P[i]``: G (token ids, log-probs) pairs of prompt i -> Groups, as the HF backend builds them."""
     groups = []
-    for s, ids, comps in zip(samples, prompt_ids, completions):
+    for s, ids, comps in zip(samples_P, prompt_ids_P, completions_P):
         if len(comps) == 1 and group_size > 1:  # greedy: see _n_requested
             comps = comps * group_size
         toks = [list(c) for c, _ in comps]
@@ -172,28 +172,28 @@ class VLLMRollout:
             self.llm.wake_up()
             self.sleeping = False
 
-    def generate(self, samples: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample]) -> list[Group]:
         self._wake()
-        prompt_ids = [encode_prompt(self.tokenizer, s.prompt) for s in samples]
-        params = [self._params(s) for s in _seeds(len(samples))]
+        prompt_ids_P = [encode_prompt(self.tokenizer, s.prompt) for s in samples_P]
+        params = [self._params(s) for s in _seeds(len(samples_P))]
         try:
-            outs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+            outs_P = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids_P], params, use_tqdm=False)
         except self._request_errors as e:  # e.g. a prompt longer than the engine's max_model_len
             raise RolloutError(
-                f"vLLM refused the batch ({e}); longest prompt {max(map(len, prompt_ids))} tokens + "
+                f"vLLM refused the batch ({e}); longest prompt {max(map(len, prompt_ids_P))} tokens + "
                 f"rollout.max_new_tokens={self.cfg.max_new_tokens} (see rollout.vllm.max_model_len)"
             ) from None
-        completions = []
-        for out in outs:
+        completions_P = []
+        for out in outs_P:
             comps = []
             for c in sorted(out.outputs, key=lambda c: c.index):
                 ids = list(c.token_ids)
                 comps.append((ids, [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]))
-            completions.append(comps)
+            completions_P.append(comps)
         if self.cfg.vllm.sleep:  # free the GPU for the learner until the next sync/generate
             self.llm.sleep(level=1)
             self.sleeping = True
-        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids, self.cfg.group_size)
+        return _groups(samples_P, prompt_ids_P, completions_P, self.tokenizer, self.eos_ids, self.cfg.group_size)
 
     def sync_weights(self, model) -> None:
         t0 = time.perf_counter()
@@ -306,15 +306,15 @@ class VLLMServerRollout:
         choices = self._call("POST", "/v1/completions", body)["choices"]
         return sorted(choices, key=lambda ch: ch["index"])
 
-    def generate(self, samples: list[Sample]) -> list[Group]:
-        prompt_ids = [encode_prompt(self.tokenizer, s.prompt) for s in samples]
-        completions = []
-        for ids, seed in zip(prompt_ids, _seeds(len(samples))):  # one request per prompt: own seed
+    def generate(self, samples_P: list[Sample]) -> list[Group]:
+        prompt_ids_P = [encode_prompt(self.tokenizer, s.prompt) for s in samples_P]
+        completions_P = []
+        for ids, seed in zip(prompt_ids_P, _seeds(len(samples_P))):  # one request per prompt: own seed
             choices = self._complete([ids], seed)
             if len(choices) != _n_requested(self.cfg):
                 raise RolloutError(f"vLLM server at {self.url} returned {len(choices)} completions, expected {_n_requested(self.cfg)}")
-            completions.append([(ch["token_ids"], ch["logprobs"]["token_logprobs"]) for ch in choices])
-        return _groups(samples, prompt_ids, completions, self.tokenizer, self.eos_ids, self.cfg.group_size)
+            completions_P.append([(ch["token_ids"], ch["logprobs"]["token_logprobs"]) for ch in choices])
+        return _groups(samples_P, prompt_ids_P, completions_P, self.tokenizer, self.eos_ids, self.cfg.group_size)
 
     def sync_weights(self, model) -> None:
         from safetensors.torch import save_file

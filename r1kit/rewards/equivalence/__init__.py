@@ -15,7 +15,9 @@ How a pair is judged (each rule names the grader it follows where there is one):
    ``1 000``) and the percent sign are dropped (the Hendrycks MATH ``is_equiv`` normalisation and
    PRM800K's grader do the same). Numbers in words become digits ("twenty-one" = 21, "one half"
    = 1/2), "equals" is ``=``, and a trigonometric function of an angle in degrees takes radians
-   (``\\cos 60^\\circ`` = 1/2).
+   (``\\cos 60^\\circ`` = 1/2). Calculator / sympy notation is LaTeX too: ``7*sin(pi*x/5)``,
+   ``ln(a)*a^x``, ``sqrt(2x+1)`` (a function name followed by ``(``; such a name is never a word
+   of prose), and so are ``½``, ``√12`` and ``∛27`` (the sign covers the whole number).
    **Percent**: ``x%`` stands for ``x`` or for ``x/100``, on either side (``25\\%`` equals ``25``
    and ``0.25``; a gold ``0.25`` equals ``25%``), as Qwen2.5-Math's grader and math-verify accept
    ``x/100``; but without a percent sign nothing is scaled (``1`` != ``100``, where Qwen2.5-Math's
@@ -39,15 +41,20 @@ How a pair is judged (each rule names the grader it follows where there is one):
    Repeating decimals (``0.\\overline{3}``) are exact too. A decimal stands for an exact value
    only when it is that value rounded or truncated in its last digit (closer than one unit in the
    last place) *and* shows at least 6 significant digits: ``0.333333`` == ``\\frac{1}{3}``,
-   ``1.414214`` == ``\\sqrt{2}``, but ``0.33`` and ``3.14`` are not. (math-verify rounds both
+   ``1.414214`` == ``\\sqrt{2}``, but ``0.33`` and ``3.14`` are not; a value that a decimal
+   writes exactly must be written exactly (``1.267650600228229\\times10^{30}`` != ``2^{100}``,
+   ``0.000977`` != ``\\frac{1}{1024}``). (math-verify rounds both
    sides to 6 decimal places instead, so it equates ``0.0000001`` with ``0.0000002``; Qwen2.5-Math
    uses a relative tolerance of 1e-4, so 100 == 99.9999.)
 6. Everything else is parsed by latex2sympy (math-verify's LaTeX parser) and compared exactly:
    constant expressions by their difference evaluated to 60 digits relative to their size (so
-   ``1/2004!`` != ``1/2006!``, which math-verify's ``evalf(chop=True)`` calls equal), expressions
-   with variables by evaluating both at five rational points (negative ones too, so
-   ``\\sqrt{x^2}`` != ``x``), falling back to ``sympy.simplify`` when the points cannot decide.
-   Variable names matter (``x+1`` != ``y+1``).
+   ``1/2004!`` != ``1/2006!``, which math-verify's ``evalf(chop=True)`` calls equal; a difference
+   that cancels is re-evaluated with up to 1,000 working digits, and any digit it shows makes it
+   nonzero: ``2^{1/2^{1000}}`` != 1), expressions with variables by evaluating both at five
+   rational points (negative ones too, so ``\\sqrt{x^2}`` != ``x``; a point where a real answer
+   whose powers have constant exponents takes a non-real value is outside its domain and
+   skipped, so ``\\sqrt{1/x}`` == ``1/\\sqrt{x}``, but ``(a^b)^c`` != ``a^{bc}``), falling back to ``sympy.simplify`` when the points cannot decide.
+   Variable names matter, and their case (``x+1`` != ``y+1``, ``X`` != ``x``).
 7. Exactness over speed: integers, rationals and their sums, products and integer powers are
    computed exactly up to 20,000 digits (``10^{300}`` != ``10^{300} + 1``, ``2^{2^{5}} + 1`` !=
    ``2^{2^{5}}``), and an undefined value (``3/0``) equals nothing. Inputs that explode

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from r1kit.rewards.extract import PLAIN_FUNCTION
 from r1kit.rewards.number_words import NUMBER_WORDS, words_to_number
 
 _DELIMITERS = re.compile(r"(?<!\\)\\[()\[\]]|\$")
@@ -37,9 +38,15 @@ _SPELLINGS = {
     "\\rbrack": "]", "<=": "\\le ", ">=": "\\ge ", "!=": "\\ne ", "\\neq": "\\ne ",
     "\\leqslant": "\\le ", "\\geqslant": "\\ge ", "\\leq": "\\le ", "\\geq": "\\ge ",
     "\\lt": "<", "\\gt": ">", "**": "^", "\\varnothing": "\\emptyset",
-    "\\infinity": "\\infty", "²": "^2", "³": "^3", "⁴": "^4",
+    "\\infinity": "\\infty", "²": "^2", "³": "^3", "⁴": "^4", "∛": "\\sqrt[3]", "∜": "\\sqrt[4]",
+    "½": "\\frac{1}{2}", "⅓": "\\frac{1}{3}", "⅔": "\\frac{2}{3}", "¼": "\\frac{1}{4}",
+    "¾": "\\frac{3}{4}", "⅕": "\\frac{1}{5}", "⅙": "\\frac{1}{6}", "⅛": "\\frac{1}{8}",
 }
 _SPELLINGS_RE = re.compile("|".join(re.escape(k) for k in sorted(_SPELLINGS, key=len, reverse=True)))
+# "√12", "∛27": the root sign covers the whole number after it (LaTeX's \sqrt12 would not)
+_ROOT_SIGN = re.compile(r"([√∛∜])\s*(\d+(?:\.\d+)?)")
+_ROOT_INDEX = {"√": "", "∛": "[3]", "∜": "[4]"}
+_PLAIN_SQRT = re.compile(r"(?<![\\A-Za-z])sqrt\s*\(")
 _WORD_CONSTANTS = [
     (re.compile(r"(?<![\\A-Za-z])(?:infinity|inf)(?![A-Za-z])"), r"\\infty"),
     (re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])"), r"\\pi"),
@@ -69,7 +76,7 @@ _FRAC_SHORT = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
     (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
-    (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
+    (re.compile(r"\\sqrt\s*(\[\d+\])?\s*(\d)"), r"\\sqrt\1{\2}"),
 ]
 
 
@@ -87,6 +94,19 @@ def _number_words_to_digits(s: str) -> str:
     return NUMBER_WORDS.sub(digits, s)
 
 
+def _plain_sqrt(s: str) -> str:
+    """``sqrt(2x+1)`` -> ``\\sqrt{2x+1}`` (up to the matching parenthesis; unbalanced: unchanged)."""
+    while m := _PLAIN_SQRT.search(s):
+        depth, end = 1, m.end()
+        while end < len(s) and depth:
+            depth += {"(": 1, ")": -1}.get(s[end], 0)
+            end += 1
+        if depth:
+            return s
+        s = f"{s[: m.start()]}\\sqrt{{{s[m.end() : end - 1]}}}{s[end:]}"
+    return s
+
+
 def normalize(text: str, thousands: bool = True) -> str:
     """LaTeX/plain answer -> canonical text (rule 1 of the module docstring). Idempotent.
 
@@ -102,6 +122,7 @@ def normalize(text: str, thousands: bool = True) -> str:
     s = _ELLIPSIS.sub(lambda _: " \\ldots ", s)
     s = re.sub(r"(?<!\\)\\[;: ]|\\q?quad(?![a-zA-Z])|~", " ", s)
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = _ROOT_SIGN.sub(lambda m: f"\\sqrt{_ROOT_INDEX[m.group(1)]}{{{m.group(2)}}}", s)
     s = _SPELLINGS_RE.sub(lambda m: _SPELLINGS[m.group(0)], s)
     s = _TEXT_COMMANDS.sub(r"\\text{", s)
     s = _TEXT_AROUND_VALUE.sub(lambda m: next(g for g in m.groups() if g).strip(), s.strip())
@@ -118,6 +139,8 @@ def normalize(text: str, thousands: bool = True) -> str:
     s = re.sub(r"\\text\{\s*\}", "", s)
     for pattern, repl in _WORD_CONSTANTS:
         s = pattern.sub(repl, s)
+    # calculator / sympy notation: "7*sin(pi*x/5)", "ln(a)*a^x", "sqrt(2x+1)" are LaTeX functions
+    s = PLAIN_FUNCTION.sub(r"\\\1", _plain_sqrt(s))
     s = re.sub(r"\\text\{\s*(\\[A-Za-z]+)\s*\}", r"\1", s)  # \text{\infty}
     s = " ".join(s.split())
     if re.search(r"[\d\\]", s):  # "2 and 3" is a list; "Tom and Jerry" is a text answer
@@ -142,7 +165,7 @@ def normalize(text: str, thousands: bool = True) -> str:
             s = merged
     elif thousands and ", " in s and not re.search(r",(?! |\d{3}(?!\d))", s):
         s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # "(1,000, 2)": items are split by ", "
-    s = re.sub(r"(?<!\.)[.,;]+$", "", s.strip()).strip()
+    s = re.sub(r"(?<!\.)[.,;]+$|(?<!\\)\\$", "", s.strip()).strip()  # "185\\": a stray backslash
     if s.startswith("+") and not s.startswith("+-"):
         s = s[1:].strip()
     return " ".join(s.split())

@@ -14,8 +14,10 @@ from r1kit.rewards.equivalence.normalize import canon
 # A decimal stands for an exact value only with at least this many significant digits.
 APPROX_MIN_SIGNIFICANT_DIGITS = 6
 # Digits for evaluating constant expressions, and the relative size of a difference that still
-# counts as zero at that precision.
+# counts as zero at that precision. A difference that cancels is re-evaluated with up to
+# EVAL_MAX_DIGITS working digits, so 2^{1/2^{1000}} - 1 (about 6e-302) is found to be nonzero.
 EVAL_DIGITS = 60
+EVAL_MAX_DIGITS = 1000
 ZERO_RELATIVE = Fraction(1, 10**40)
 # Exact integer/rational arithmetic is done up to this many digits (a 300-digit tower is exact).
 EXACT_MAX_DIGITS = 20_000
@@ -114,7 +116,8 @@ def _to_rational(value: Fraction):
 def _rounds_to(d: _Number, exact) -> bool:
     """``d`` is ``exact`` correctly rounded (within half a unit in its last place) or truncated
     (towards zero, less than one unit short) to the places it shows, and shows enough
-    significant digits: 0.333333 and 0.666667 or 0.666666 stand for 1/3 and 2/3, 0.333334 does not."""
+    significant digits: 0.333333 and 0.666667 or 0.666666 stand for 1/3 and 2/3, 0.333334 does not.
+    A value that a decimal can write exactly (2^{100}, 1/1024) must be written exactly."""
     import sympy
 
     if d.significant < APPROX_MIN_SIGNIFICANT_DIGITS:
@@ -122,12 +125,21 @@ def _rounds_to(d: _Number, exact) -> bool:
     if not isinstance(exact, Fraction) and getattr(exact, "is_Rational", False):
         exact = Fraction(int(exact.p), int(exact.q))
     if isinstance(exact, Fraction):
-        return _close_in_last_place(d.value, exact, d.ulp)
+        return not _terminates(exact) and _close_in_last_place(d.value, exact, d.ulp)
     value = sympy.N(exact, EVAL_DIGITS)
     if not value.is_number or not value.is_real:
         return False
     # to a rational with far more digits than d shows: the half-ulp test is then exact enough
     return _close_in_last_place(d.value, Fraction(str(value)), d.ulp)
+
+
+def _terminates(q: Fraction) -> bool:
+    """True when ``q`` has a finite decimal expansion (its denominator is 2^a 5^b)."""
+    den = q.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    return den == 1
 
 
 def _close_in_last_place(shown: Fraction, exact: Fraction, ulp: Fraction) -> bool:
@@ -140,14 +152,19 @@ def _close_in_last_place(shown: Fraction, exact: Fraction, ulp: Fraction) -> boo
 def to_sympy(text: str):
     """LaTeX -> sympy via latex2sympy, with Floats made exact and every variable a real symbol."""
     import sympy
-    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig, latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig, NormalizationConfig, latex2sympy
     from math_verify.grader import should_treat_as_complex
 
     config = NormalizationConfig(
         basic_latex=True, units=False, malformed_operators=True, nits=False, boxed="none", equations=False
     )
     complex_context = should_treat_as_complex(text)
-    expr = latex2sympy(text, is_real=not complex_context, convert_degrees=False, normalization_config=config)
+    # variable names keep their case: X is not x (latex2sympy lower-cases them by default)
+    conversion = ConversionConfig(lowercase_symbols=False)
+    expr = latex2sympy(
+        text, is_real=not complex_context, convert_degrees=False, normalization_config=config,
+        conversion_config=conversion,
+    )
     if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
         raise ValueError(f"not an expression: {text!r}")
     floats = {f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)}
@@ -181,7 +198,12 @@ def _sympy_equal(a, b) -> bool:
         return _constants_equal(a, b)
     if names_a != names_b:
         return bool(sympy.simplify(a - b) == 0)
-    verdict = _probe(lambda v: (a.xreplace(v), b.xreplace(v)), a.free_symbols | b.free_symbols)
+    # Non-real values at a point mean "outside the domain" only for real answers whose powers have
+    # constant exponents: with a variable exponent, (a^b)^c and a^{bc} part exactly where the
+    # principal branch goes complex, so every point counts there.
+    variable_power = any(p.exp.free_symbols for x in (a, b) for p in x.atoms(sympy.Pow))
+    real_domain = not (a.has(sympy.I) or b.has(sympy.I) or variable_power)
+    verdict = _probe(lambda v: (a.xreplace(v), b.xreplace(v)), a.free_symbols | b.free_symbols, real_domain)
     if verdict is not None:
         return verdict
     return bool(sympy.simplify(a - b) == 0)
@@ -220,11 +242,22 @@ def _constants_equal(a, b) -> bool:
     va, vb = sympy.N(a, EVAL_DIGITS), sympy.N(b, EVAL_DIGITS)
     if not (va.is_number and vb.is_number) or va.has(sympy.nan) or vb.has(sympy.nan):
         return False
-    diff = sympy.N(a - b, EVAL_DIGITS)
+    diff = sympy.N(a - b, EVAL_DIGITS, maxn=EVAL_MAX_DIGITS)
     if diff == 0:
         return True
+    if _resolved(diff):  # a nonzero value known to its digits: however small, not zero
+        return False
     scale = max(sympy.Abs(va), sympy.Abs(vb))
     return bool(sympy.Abs(diff) <= scale * _to_rational(ZERO_RELATIVE))
+
+
+def _resolved(value) -> bool:
+    """True when an evaluated difference has real digits (not sympy's ``0.e-190``, which says
+    only that the working precision ran out before any digit appeared)."""
+    import sympy
+
+    parts = [p for p in value.as_real_imag() if p != 0]
+    return bool(parts) and all(isinstance(p, sympy.Float) and p._prec > 1 for p in parts)
 
 
 def _exact_rational(expr, max_digits: int = EXACT_MAX_DIGITS):
@@ -269,9 +302,11 @@ def _probe_points(symbols):
         yield {s: sympy.Rational(*v) for s, v in zip(ordered, values)}
 
 
-def _probe(pair_at, symbols) -> bool | None:
+def _probe(pair_at, symbols, real_domain: bool) -> bool | None:
     """Evaluate both sides at rational points: False if a point tells them apart, True if at
-    least three points agree (to 30 digits), None if too few points give finite real numbers."""
+    least three points agree (to 30 digits), None if too few points give finite numbers. With
+    ``real_domain``, a point where a side is not real is outside where that side is defined and
+    decides nothing (\\sqrt{1/x} == 1/\\sqrt{x}, both defined for x > 0 only)."""
     import sympy
 
     agree = 0
@@ -279,6 +314,8 @@ def _probe(pair_at, symbols) -> bool | None:
         a, b = pair_at(point)
         va, vb = sympy.N(a, 40), sympy.N(b, 40)
         if not _finite_number(va) or not _finite_number(vb):
+            continue
+        if real_domain and not (va.is_real and vb.is_real):
             continue
         scale = max(sympy.Abs(va), sympy.Abs(vb))
         if sympy.Abs(va - vb) > scale * sympy.Rational(1, 10**30):
