@@ -25,7 +25,8 @@ this order (the first that applies wins; each later step works on what the earli
    sentence and its first value. Values are math spans that hold more than a name (``$120$``,
    not ``$ABCD$``), LaTeX without delimiters (``\\frac{63}{400}``), numbers (``3/5``, ``1,250``,
    ``-2.5``, ``25%``), and only where there are none of those, numbers in words. Values joined by
-   "or"/"and"/commas stay together: "5 or 6" is a hedge, not 6. Prose with no value is kept
+   "or"/"and"/commas stay together: "5 or 6" is a hedge, not 6. A value right after "not" is
+   denied, not given ("The answer is not 12."). Prose with no value is kept
    whole (a text answer such as "no solution").
 
 ``gold_answer`` reads a reference the way datasets store it (``#### 72``, a MATH solution's last
@@ -203,6 +204,7 @@ _THINK_CLOSE = "</think>"
 # GLM's box tokens: "<|begin_of_box|>12<|end_of_box|>" is \boxed{12}, not the end of the turn.
 _BOX_TOKENS = ("<|begin_of_box|>", "<|end_of_box|>")
 # "this answer is correct": a lead-in that judges an answer instead of giving one
+_DENIAL = re.compile(r"(?:\bnot|n't|\bnever)\s*(?:equal\s+to\s+|be\s+)?\$*\s*$", re.IGNORECASE)
 _JUDGEMENT = re.compile(r"(?:correct|incorrect|wrong|right|true|false|valid|invalid|not)\b", re.IGNORECASE)
 # "The final answer is", "the answer is:", "Answer:", "answer =" (group "is" set when a
 # connector follows "answer"; without one, only math may follow).
@@ -366,6 +368,8 @@ def _candidates(sentence: str) -> list[tuple[int, int, str]]:
     for m in _NUMBER.finditer(sentence):
         if free(m):
             found.append((m.start(), m.end(), m.group(0)))
+    # "The answer is not 12.": a denied value is no answer
+    found = [(a, b, c) for a, b, c in found if not _DENIAL.search(sentence, max(0, a - 24), a)]
     if found:  # "there are 12 sequences for the three conditions": digits over words
         return sorted(found)
     for m in NUMBER_WORDS.finditer(sentence):

@@ -94,3 +94,26 @@ def _fraction(tokens: list[str]) -> Fraction | None:
     head = tokens[:-1]
     numerator = 1 if head in (["a"], ["an"], []) else _whole(head)
     return None if numerator is None else Fraction(numerator, _PARTS[tokens[-1]])
+
+
+_CHINESE_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
+CHINESE_NUMBER = re.compile(f"[{''.join(_CHINESE_DIGITS)}{''.join(_CHINESE_UNITS)}]+")
+
+
+def chinese_to_number(text: str) -> int | None:
+    """A Chinese numeral below 100,000,000 ("三" = 3, "十二" = 12, "两百零五" = 205), else None."""
+    if not CHINESE_NUMBER.fullmatch(text):
+        return None
+    total = section = digit = 0
+    seen_digit = False
+    for ch in text:
+        if ch in _CHINESE_DIGITS:
+            digit, seen_digit = _CHINESE_DIGITS[ch], True
+        elif ch == "万":
+            total += (section + digit) * 10_000
+            section = digit = 0
+        else:
+            section += (digit if seen_digit else 1) * _CHINESE_UNITS[ch]  # "十二": the 1 is implied
+            digit, seen_digit = 0, False
+    return total + section + digit

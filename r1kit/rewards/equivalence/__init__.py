@@ -14,10 +14,11 @@ How a pair is judged (each rule names the grader it follows where there is one):
    signs ("7.50€"), degree signs, thousands separators (``1,000``, ``1{,}000``, ``1,\\!000``,
    ``1 000``) and the percent sign are dropped (the Hendrycks MATH ``is_equiv`` normalisation and
    PRM800K's grader do the same). Numbers in words become digits ("twenty-one" = 21, "one half"
-   = 1/2), "equals" is ``=``, and a trigonometric function of an angle in degrees takes radians
-   (``\\cos 60^\\circ`` = 1/2). Calculator / sympy notation is LaTeX too: ``7*sin(pi*x/5)``,
-   ``ln(a)*a^x``, ``sqrt(2x+1)`` (a function name followed by ``(``; such a name is never a word
-   of prose), and so are ``½``, ``√12`` and ``∛27`` (the sign covers the whole number).
+   = 1/2, "十二" = 12; a Chinese unit after a number goes: "5个" = 5), "equals" is ``=``, and
+   a trigonometric function of an angle in degrees takes radians (``\\cos 60^\\circ`` = 1/2).
+   Calculator / sympy notation is LaTeX too: ``7*sin(pi*x/5)``, ``ln(a)*a^x``, ``sqrt(2x+1)``
+   (a function name followed by ``(``; such a name is never a word of prose), and so are
+   ``½``, ``√12`` and ``∛27`` (the sign covers the whole number).
    **Percent**: ``x%`` stands for ``x`` or for ``x/100``, on either side (``25\\%`` equals ``25``
    and ``0.25``; a gold ``0.25`` equals ``25%``), as Qwen2.5-Math's grader and math-verify accept
    ``x/100``; but without a percent sign nothing is scaled (``1`` != ``100``, where Qwen2.5-Math's
@@ -29,6 +30,9 @@ How a pair is judged (each rule names the grader it follows where there is one):
 3. Structure is read before any sympy: ``\\{...\\}`` sets and bare comma lists are unordered;
    ``(a, b)``, ``[a, b)``, ``\\langle a, b \\rangle`` are ordered and their brackets must match, so
    ``(1,2]`` != ``(1,2)`` and ``(1,2)`` != ``\\{1,2\\}``; unions of intervals are unordered;
+   ``\\cap`` and ``\\setminus`` are worked out on sets of reals, left to right
+   (``[0,2] \\setminus (0,1)`` == ``\\{0\\} \\cup [1,2]``, ``\\mathbb{R} \\setminus \\{2\\}`` ==
+   ``(-\\infty, 2) \\cup (2, \\infty)``);
    matrices compare entry by entry (a column vector also equals a tuple of its entries).
    ``a \\pm b`` is the list ``a+b, a-b``.
 4. Equations: ``x = 3`` equals ``3`` (either side may name the variable), a chain ``x = 5+6 = 11``
@@ -49,7 +53,7 @@ How a pair is judged (each rule names the grader it follows where there is one):
 6. Everything else is parsed by latex2sympy (math-verify's LaTeX parser) and compared exactly:
    constant expressions by their difference evaluated to 60 digits relative to their size (so
    ``1/2004!`` != ``1/2006!``, which math-verify's ``evalf(chop=True)`` calls equal; a difference
-   that cancels is re-evaluated with up to 1,000 working digits, and any digit it shows makes it
+   that cancels is re-evaluated with up to 500 working digits, and any digit it shows makes it
    nonzero: ``2^{1/2^{1000}}`` != 1), expressions with variables by evaluating both at five
    rational points (negative ones too, so ``\\sqrt{x^2}`` != ``x``; a point where a real answer
    whose powers have constant exponents takes a non-real value is outside its domain and

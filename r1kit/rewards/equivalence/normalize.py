@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from r1kit.rewards.extract import PLAIN_FUNCTION
-from r1kit.rewards.number_words import NUMBER_WORDS, words_to_number
+from r1kit.rewards.number_words import NUMBER_WORDS, chinese_to_number, words_to_number
 
 _DELIMITERS = re.compile(r"(?<!\\)\\[()\[\]]|\$")
 _SIZING = re.compile(r"\\(?:left|right)(?![a-zA-Z])\s*\.?|\\[bB]igg?[lr]?(?![a-zA-Z])")
@@ -131,6 +131,10 @@ def normalize(text: str, thousands: bool = True) -> str:
     s = _EQUALS_WORDS.sub(" = ", s)
     s = _ORDINAL.sub("", s)
     s = _number_words_to_digits(s)
+    chinese = chinese_to_number(s.strip())
+    if chinese is not None:  # "三" is 3
+        s = str(chinese)
+    s = re.sub(r"(?<=\d)\s*[\u4e00-\u9fff]{1,3}$", "", s.strip())  # "5个", "12元", "3平方米": a unit
     s = _PERCENT.sub("", s)
     s = re.sub(r"\\text\{\s*(?:percent|percentage|degrees?)\s*\}", "", s)
     s = re.sub(r"(?<![A-Za-z\\])(?:percent|percentage|degrees?)(?![A-Za-z])", "", s)

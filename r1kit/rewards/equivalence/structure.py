@@ -18,7 +18,7 @@ from r1kit.rewards.equivalence.numbers import (
 
 @dataclass
 class Node:
-    kind: str  # scalar | list | set | seq | union | matrix | eq | rel
+    kind: str  # scalar | list | set | seq | union | setop | matrix | eq | rel
     text: str = ""
     items: list = field(default_factory=list)  # list/set/seq/union: Node; matrix: rows of str
     brackets: str = ""  # seq: opening + closing bracket, "(]"
@@ -106,6 +106,8 @@ def parse_node(s: str) -> Node:
         tail = s[i + 3 :]
         a, b = s[:i] + "+" + tail, s[:i] + "-" + tail
         return Node("list", items=[parse_node(a), parse_node(b)])
+    if any(depth == 0 and tok in _DIFFERENCE_OR_MEET for _, depth, tok in _scan(s)):
+        return Node("setop", text=s)  # "\{1,2\} \cap \{2,3\}", "\mathbb{R} \setminus \{2\}"
     pieces = _split_top(s, "\\cup")
     if len(pieces) > 1:
         parts = [parse_node(p) for p in pieces]
@@ -142,6 +144,8 @@ def parse_node(s: str) -> Node:
     return Node("scalar", text=s)
 
 
+_DIFFERENCE_OR_MEET = ("\\cap", "\\setminus", "\\backslash")
+_SET_OPERATORS = ("\\cup", *_DIFFERENCE_OR_MEET)
 _REALS = re.compile(r"\\mathbb\s*\{?R\}?|\\R|\\Reals")
 
 
@@ -175,7 +179,8 @@ def nodes_equal(g: Node, p: Node) -> bool:
         return _equations_equal(g, p)
     reals = any(x.kind == "scalar" and _REALS.fullmatch(x.text) for x in (g, p)) and g.kind != p.kind
     either = any(x.kind == "list" and x.items and all(i.kind == "rel" for i in x.items) for x in (g, p))
-    if "rel" in (g.kind, p.kind) or {g.kind, p.kind} == {"union", "seq"} or reals or either:
+    setop = "setop" in (g.kind, p.kind)
+    if "rel" in (g.kind, p.kind) or {g.kind, p.kind} == {"union", "seq"} or reals or either or setop:
         return _sets_equal(g, p)
     collections = ("list", "set")
     point = _assignments_as_point(g, p)
@@ -329,6 +334,32 @@ def _as_real_set(node: Node):
             return None if any(x is None for x in parts) else sympy.Union(*parts)
         if node.kind == "scalar" and _REALS.fullmatch(node.text):
             return sympy.S.Reals
+        if node.kind == "set":  # finite sets of constants: \{0\} \cup [1, 2]
+            values = [to_sympy(i.text) for i in node.items if i.kind == "scalar"]
+            if len(values) == len(node.items) and not any(v.free_symbols for v in values):
+                return sympy.FiniteSet(*values)
+        if node.kind == "setop":
+            return _set_algebra(node.text)
     except Exception:  # noqa: BLE001
         return None
     return None
+
+
+def _set_algebra(s: str):
+    """``A \\cap B \\setminus C \\cup D`` as a set of reals, operators applied left to right."""
+    import sympy
+
+    operands, operators, last = [], [], 0
+    for i, depth, tok in _scan(s):
+        if depth == 0 and tok in _SET_OPERATORS:
+            operands.append(s[last:i])
+            operators.append(tok)
+            last = i + len(tok)
+    operands.append(s[last:])
+    sets = [_as_real_set(parse_node(x)) for x in operands]
+    if any(x is None for x in sets):
+        return None
+    out = sets[0]
+    for op, other in zip(operators, sets[1:]):
+        out = sympy.Union(out, other) if op == "\\cup" else out.intersect(other) if op == "\\cap" else out - other
+    return out
