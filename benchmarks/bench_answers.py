@@ -20,7 +20,7 @@ Two case sets, both JSONL with one case a line (``gold``, ``pred``, ``equal``, `
   ``<answer>`` tags, ``<think>``, GSM8K ``####``, DAPO ``Answer:``, chat tokens after the answer),
   right and wrong, adversarial probes that must not pass, and the categories named in the issue.
   Every pair was labelled by hand by the mathematics (a source's own label is noted where it
-  differs); no pair of the tuning set is in it (the script warns if one is added there later). Each case has ``split`` 1 to 6: split 1 was used to find the kinds of answers the
+  differs); no pair of the tuning set is in it (the script warns if one is added there later). Each case has ``split`` 1 to 7: split 1 was used to find the kinds of answers the
   grader missed, split 2 was measured once after that (then its misses were looked at too),
   split 3 was added afterwards from sources neither used, for one clean measurement (then looked
   at), and split 4 (220 pairs) was collected and labelled by someone who had not seen the
@@ -30,7 +30,9 @@ Two case sets, both JSONL with one case a line (``gold``, ``pred``, ``equal``, `
   adversarial probes written for it, and measured once; splits 5 (240) and 6 (239) were made
   the same way, blind, from further sources (STACK's answer tests, latex2sympy2_extended, rllm,
   tinker-cookbook, pie-framework math-validation, cot-transparency) and each measured once
-  after the previous split's fixes; ``--split``
+  after the previous split's fixes; split 7 (246) likewise, in the style of real evaluations
+  (MATH-500, AIME, AMC, GSM8K, OlympiadBench, Minerva, GPQA, GaoKao answers and responses),
+  measured once on the final code; ``--split``
   defaults to 1.
 
 Graders, each given ``(gold, pred)``:
@@ -52,7 +54,7 @@ false passes (not equal, judged equal) and false fails (equal, judged not equal)
 then the same per source and per category; ``--show-misses`` adds r1kit's misjudgements.
 
     python benchmarks/bench_answers.py                      # both sets, held-back split 1
-    python benchmarks/bench_answers.py --split 6            # the last clean one
+    python benchmarks/bench_answers.py --split 7            # the last clean one
     python benchmarks/bench_answers.py --cases PATH [--timeout 5] [--show-misses]
 """
 
@@ -219,7 +221,7 @@ def main() -> None:
     ap.add_argument("--cases", type=Path, action="append",
                     help="a case file (repeatable); default: the tuning set and the held-back set")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-answer deadline for r1kit and qwen")
-    ap.add_argument("--split", choices=["1", "2", "3", "4", "5", "6", "all"], default="1",
+    ap.add_argument("--split", choices=["1", "2", "3", "4", "5", "6", "7", "all"], default="1",
                     help="which split of the held-back set (cases with a 'split' field) to measure")
     ap.add_argument("--show-misses", action="store_true", help="list r1kit's misjudgements")
     args = ap.parse_args()
