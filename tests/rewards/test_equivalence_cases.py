@@ -184,3 +184,12 @@ def test_the_held_back_set_stays_apart_from_the_tuning_set():
     assert {1, 2} <= {c["split"] for c in held} <= {1, 2, 3, 4, 5, 6, 7}
     assert all(isinstance(c["equal"], bool) and c["source"] and c["category"] for c in held)
     assert 0.3 <= sum(not c["equal"] for c in held) / len(held) <= 0.6
+
+
+def test_plain_sqrt_is_read_in_one_pass_even_when_deeply_nested():
+    from r1kit.rewards.equivalence.normalize import _plain_sqrt
+
+    nested = "sqrt(" * 2000 + "4" + ")" * 2000  # one pass: a rescan per sqrt took 15 s here
+    assert _plain_sqrt(nested) == "\\sqrt{" * 2000 + "4" + "}" * 2000
+    assert _plain_sqrt("sqrt((x+1)*(x+2)) + sqrt(3)") == "\\sqrt{(x+1)*(x+2)} + \\sqrt{3}"
+    assert _plain_sqrt("sqrt(2") == "sqrt(2"  # unbalanced: unchanged

@@ -95,16 +95,30 @@ def _number_words_to_digits(s: str) -> str:
 
 
 def _plain_sqrt(s: str) -> str:
-    """``sqrt(2x+1)`` -> ``\\sqrt{2x+1}`` (up to the matching parenthesis; unbalanced: unchanged)."""
-    while m := _PLAIN_SQRT.search(s):
-        depth, end = 1, m.end()
-        while end < len(s) and depth:
-            depth += {"(": 1, ")": -1}.get(s[end], 0)
-            end += 1
-        if depth:
-            return s
-        s = f"{s[: m.start()]}\\sqrt{{{s[m.end() : end - 1]}}}{s[end:]}"
-    return s
+    """``sqrt(2x+1)`` -> ``\\sqrt{2x+1}`` up to the matching parenthesis, in one pass (nested ones
+    too); with an unbalanced parenthesis nothing changes."""
+    starts = {m.start(): m.end() for m in _PLAIN_SQRT.finditer(s)}  # "sqrt" -> just after its "("
+    if not starts:
+        return s
+    out, stack, i = [], [], 0
+    while i < len(s):
+        if i in starts:
+            out.append("\\sqrt{")
+            stack.append(True)
+            i = starts[i]
+            continue
+        if s[i] == "(":
+            stack.append(False)
+        elif s[i] == ")":
+            if not stack:
+                return s
+            if stack.pop():
+                out.append("}")
+                i += 1
+                continue
+        out.append(s[i])
+        i += 1
+    return s if stack else "".join(out)
 
 
 def normalize(text: str, thousands: bool = True) -> str:
