@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
 
+    _eval_parser(sub)
+
     pl = sub.add_parser("plot", help="draw RUN_DIR/curves.png from metrics.jsonl")
     pl.add_argument("run_dir")
     pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png)")
@@ -47,6 +49,87 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     return p
+
+
+def _eval_parser(sub) -> None:
+    e = sub.add_parser(
+        "eval", help="evaluate a model or run: pass@1 ± se, maj@k, pass@k per dataset",
+        usage="r1kit eval CONFIG.yaml [key=value ...]\n       r1kit eval MODEL --data NAME=PATH [--data ...] "
+        "[options] [key=value ...]\n       r1kit eval --responses FILE [--output DIR]",
+        epilog="NAME is a layout (gsm8k, math500, aime24, amc23), a procedural task (arithmetic, countdown: "
+        "--data arithmetic), or any name with --prompt-column/--answer-column. MODEL: an HF directory, a hub "
+        "id, a builtin model name, or a run directory (its final/ model, or --checkpoint step-N).",
+    )
+    e.add_argument("target", nargs="?", help="CONFIG.yaml, or the MODEL to evaluate")
+    e.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.batch_size=32")
+    e.add_argument("--data", action="append", metavar="NAME=PATH", help="a dataset (repeatable)")
+    e.add_argument("--k", type=int, help="samples per problem (r1: 16, greedy: 1)")
+    e.add_argument("--protocol", choices=("r1", "greedy"), help="r1: T=0.6, top-p 0.95, k samples (default); greedy: k=1")
+    e.add_argument("--temperature", type=float)
+    e.add_argument("--top-p", type=float)
+    e.add_argument("--max-new-tokens", type=int)
+    e.add_argument("--limit", type=int, help="first N problems of each dataset")
+    e.add_argument("--seed", type=int)
+    e.add_argument("--output", metavar="DIR", help="output directory (default RUN_DIR/eval or runs/eval/MODEL)")
+    e.add_argument("--backend", choices=("hf", "vllm"))
+    e.add_argument("--checkpoint", metavar="step-N", help="evaluate this checkpoint of a run directory")
+    e.add_argument("--prompt-column", help="column mapping for a custom dataset (with --answer-column)")
+    e.add_argument("--answer-column")
+    e.add_argument("--id-column")
+    e.add_argument("--overwrite", action="store_true", help="start over in an output directory that holds results")
+    e.add_argument("--responses", metavar="FILE", help="re-grade saved completions (a problems.jsonl) without a model")
+
+
+def _eval_options(args: argparse.Namespace) -> dict:
+    """The eval flags as a config tree (merged between the file and the key=value overrides)."""
+    ev: dict = {}
+    for flag, key in (("k", "k"), ("protocol", "protocol"), ("temperature", "temperature"), ("top_p", "top_p"),
+                      ("max_new_tokens", "max_new_tokens"), ("limit", "limit")):
+        if getattr(args, flag) is not None:
+            ev[key] = getattr(args, flag)
+    if args.data:
+        mapping = {k: getattr(args, k) for k in ("prompt_column", "answer_column", "id_column") if getattr(args, k)}
+        datasets = []
+        for item in args.data:
+            name, sep, path = item.partition("=")
+            spec = {"name": name.strip(), **({"path": path.strip()} if sep else {}), **mapping}
+            if mapping.get("prompt_column") and "layout" not in spec:
+                from r1kit.eval.benchmarks import KNOWN
+
+                if spec["name"] not in KNOWN:
+                    spec["layout"] = "custom"
+            datasets.append(spec)
+        ev["datasets"] = datasets
+    tree: dict = {"eval": ev} if ev else {}
+    for flag, key in (("seed", "seed"), ("output", "output_dir"), ("backend", "backend"), ("checkpoint", "checkpoint")):
+        if getattr(args, flag) is not None:
+            tree[key] = getattr(args, flag)
+    if args.overwrite:
+        tree["overwrite"] = True
+    return tree
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from r1kit.config import ConfigError, load_config
+    from r1kit.eval.runner import evaluate, print_summary, regrade
+
+    if args.responses:
+        if args.target:
+            raise ConfigError("r1kit eval --responses FILE re-grades saved completions; it takes no MODEL or CONFIG")
+        out, results = regrade(args.responses, args.output, args.k)
+        print_summary(out, results)
+        return 0
+    if not args.target:
+        raise ConfigError("r1kit eval: give a CONFIG.yaml, a MODEL with --data NAME=PATH, or --responses FILE")
+    is_config = args.target.endswith((".yaml", ".yml"))
+    options = _eval_options(args)
+    if not is_config:
+        options = {"model": {"name_or_path": args.target}, **options}
+    cfg = load_config(args.target if is_config else None, args.overrides, stage="eval", options=options)
+    out, results, target = evaluate(cfg)
+    reference = cfg.reference or getattr(target.run_cfg, "reference", None) or {}
+    print_summary(out, results, reference, trained=target.run_dir is not None)
+    return 0
 
 
 def _grpo(args: argparse.Namespace) -> int:
@@ -86,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            if args.command not in ("grpo", "config") or any("=" not in w or w.startswith("-") for w in extra):
+            if args.command not in ("grpo", "config", "eval") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
         if args.command == "vllm-serve":
@@ -103,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     from r1kit.data import DataError
     from r1kit.grpo.train import TrainingError
     from r1kit.models import ModelError
+    from r1kit.eval.metrics import MetricsError
+    from r1kit.eval.records import EvalError
     from r1kit.rollout.vllm import RolloutError
 
     try:
         if args.command == "grpo":
             return _grpo(args)
+        if args.command == "eval":
+            return _eval(args)
         if args.command == "plot":
             from r1kit.logging import plot_run
 
@@ -135,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args)  # execs: on success this process becomes the server
             return 0
-    except (ConfigError, ModelError, DataError, TrainingError, RolloutError, FileNotFoundError) as e:
+    except (ConfigError, ModelError, DataError, TrainingError, RolloutError, EvalError, MetricsError,
+            FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2
     return 1

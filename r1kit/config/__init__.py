@@ -1,4 +1,4 @@
-"""Configuration: shared sections (``sections``), one root per stage (``grpo`` now; eval, SFT,
+"""Configuration: shared sections (``sections``), one root per stage (``grpo``, ``eval``; SFT,
 generate, distill, DPO and the pipeline add theirs to ``STAGES``), and the machinery that loads
 them from YAML with ``section.key=value`` overrides (``parse``).
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from r1kit.config.eval import EvalDatasetSpec, EvalRun, EvalSection, TrainEvalSection
 from r1kit.config.grpo import GRPORun, GRPOSection, TrainSection
 from r1kit.config.parse import ConfigError, build, merge, parse_overrides, read_yaml, to_dict
 from r1kit.config.sections import (
@@ -37,12 +38,12 @@ from r1kit.config.sections import (
 logger = logging.getLogger(__name__)
 
 # stage name (the YAML's `stage:` key) -> its root config class
-STAGES: dict[str, type] = {"grpo": GRPORun}
+STAGES: dict[str, type] = {"grpo": GRPORun, "eval": EvalRun}
 
 __all__ = [
     "STAGES", "ArithmeticSection", "ConfigError", "CountdownSection", "DataSection", "DatasetSection",
-    "GRPORun", "GRPOSection", "LoraSection", "ModelSection", "RewardRuntimeSection", "RewardSpec",
-    "RolloutSection", "TrainSection", "VLLMSection", "config_from_dict", "load_config", "parse_overrides",
+    "EvalDatasetSpec", "EvalRun", "EvalSection", "GRPORun", "GRPOSection", "LoraSection", "ModelSection", "RewardRuntimeSection", "RewardSpec",
+    "RolloutSection", "TrainEvalSection", "TrainSection", "VLLMSection", "config_from_dict", "load_config", "parse_overrides",
     "save_config", "to_dict",
 ]
 
@@ -94,12 +95,16 @@ def stage_of(tree: dict[str, Any]) -> type:
     return STAGES[stage]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, stage: str | None = None):
-    """YAML file (optional) + dotted overrides -> the validated root config of its stage.
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, stage: str | None = None,
+                options: dict[str, Any] | None = None):
+    """YAML file (optional) + command-line options (a tree, e.g. ``r1kit eval --k 4``) + dotted
+    overrides -> the validated root config of its stage.
 
     ``stage``: the stage the caller runs (``r1kit grpo`` passes ``"grpo"``); a file written for
     another stage is an error naming both."""
     tree = read_yaml(str(path)) if path is not None else {}
+    if options:
+        tree = merge(tree, options)
     extra = parse_overrides(overrides or [])
     if stage is not None:
         written = extra.get("stage", tree.get("stage", stage))

@@ -4,7 +4,9 @@ root, ``GRPORun``, which composes them with the shared sections."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from r1kit.config.eval import TrainEvalSection
 from r1kit.config.parse import ConfigError, Section, at_least, choice, positive
 from r1kit.config.sections import (
     DataSection,
@@ -102,6 +104,8 @@ class GRPORun(Section):
     """The root of ``r1kit grpo CONFIG``: shared sections plus GRPO's own."""
 
     stage: str = "grpo"
+    # The run's name in plots, reports and legends; None: the output directory's name.
+    name: str | None = None
     output_dir: str = "runs/grpo"
     seed: int = 0
     model: ModelSection = field(default_factory=ModelSection)
@@ -113,6 +117,11 @@ class GRPORun(Section):
     reward_runtime: RewardRuntimeSection = field(default_factory=RewardRuntimeSection)
     grpo: GRPOSection = field(default_factory=GRPOSection)
     train: TrainSection = field(default_factory=TrainSection)
+    # Held-out evaluation every eval.every steps and after the last (when eval.datasets is set).
+    eval: TrainEvalSection = field(default_factory=TrainEvalSection)
+    # Published numbers this recipe should reach (see configs/recipes/): `r1kit eval` prints the
+    # delta, `r1kit plot --reference` draws them.
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.stage != "grpo":

@@ -42,12 +42,14 @@ def _looks_local(path: str) -> bool:
     )
 
 
-def _load(cfg: DatasetSection):
+def open_dataset(path: str | None, split: str = "train", name: str | None = None, key: str = "data.dataset.path"):
+    """A ``datasets.Dataset`` from a local file (one split, whatever ``split`` says), a local
+    directory (splits inferred from the file names: train*.jsonl, test*.jsonl, ...) or a hub id.
+    ``key`` is the config key errors name."""
     import datasets
 
-    path = cfg.path
     if not path:
-        raise DataError("data.dataset.path: no dataset given")
+        raise DataError(f"{key}: no dataset given")
     local = Path(path).expanduser()
     try:
         if local.is_file():
@@ -57,22 +59,20 @@ def _load(cfg: DatasetSection):
                     f"{local}: unsupported file type '{local.suffix}' "
                     f"(use one of {', '.join(DATA_EXTENSIONS)})"
                 )
-            # A single file is one split, whatever data.dataset.split says.
             return datasets.load_dataset(builder, data_files=str(local), split="train")
         if local.is_dir():
-            # datasets infers the format and the splits from the file names (train*.jsonl, ...).
-            return datasets.load_dataset(str(local), split=cfg.split)
+            return datasets.load_dataset(str(local), split=split)
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{local}: could not load ({type(e).__name__}: {e})") from e
     if _looks_local(path):
-        raise DataError(f"data.dataset.path: '{path}' does not exist")
+        raise DataError(f"{key}: '{path}' does not exist")
     try:
-        return datasets.load_dataset(path, name=cfg.name, split=cfg.split)
+        return datasets.load_dataset(path, name=name, split=split)
     except Exception as e:
         raise DataError(
-            f"data.dataset.path: could not load '{path}' (split '{cfg.split}') from the Hugging "
+            f"{key}: could not load '{path}' (split '{split}') from the Hugging "
             f"Face hub ({type(e).__name__}: {e})"
         ) from e
 
@@ -95,7 +95,7 @@ def load_rows(cfg: DatasetSection) -> list[dict[str, Any]]:
     """
     if cfg.format not in DEFAULT_COLUMNS:
         raise DataError(f"data.dataset.format: '{cfg.format}' is not one of {sorted(DEFAULT_COLUMNS)}")
-    ds = _load(cfg)
+    ds = open_dataset(cfg.path, cfg.split, cfg.name)
     q_col = cfg.question_column or DEFAULT_COLUMNS[cfg.format][0]
     a_col = cfg.answer_column or DEFAULT_COLUMNS[cfg.format][1]
     for col, key in ((q_col, "question_column"), (a_col, "answer_column")):
