@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,9 +26,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _eval_parser(sub)
 
-    pl = sub.add_parser("plot", help="draw RUN_DIR/curves.png from metrics.jsonl")
-    pl.add_argument("run_dir")
-    pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png)")
+    pl = sub.add_parser("plot", help="draw curves from metrics.jsonl: one run, or several overlaid")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png for one run, runs.png for several)")
+    pl.add_argument("--reference", metavar="REF.yaml", help="a recipe (or its reference: block): published numbers as markers")
+
+    rp = sub.add_parser("report", help="write RUN_DIR/report.md: config, curves, eval table, first/last metrics, samples")
+    rp.add_argument("run_dir")
 
     c = sub.add_parser("config", help="print the resolved config (defaults + CONFIG + overrides) as YAML")
     c.add_argument("config", nargs="?", help="YAML config; omit to see every key with its default")
@@ -196,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         if args.command == "plot":
-            from r1kit.logging import plot_run
+            from r1kit.eval.plots import plot_runs, read_reference
 
-            print(plot_run(args.run_dir, args.out))
+            reference = read_reference(args.reference) if args.reference else None
+            default = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("runs.png")
+            print(plot_runs(args.run_dirs, args.out or default, reference))
+            return 0
+        if args.command == "report":
+            from r1kit.eval.report import write_report
+
+            print(write_report(args.run_dir))
             return 0
         if args.command == "config":
             import yaml

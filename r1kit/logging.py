@@ -1,4 +1,5 @@
-"""The run directory as the user's record: metrics.jsonl, samples.jsonl, TensorBoard, curves.png."""
+"""The run directory as the user's record: metrics.jsonl, samples.jsonl, TensorBoard, curves.png
+(drawn by ``r1kit.eval.plots``)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,6 @@ import json
 import math
 from pathlib import Path
 from typing import Any
-
-# metric key -> panel title; the panels of curves.png in order
-CURVES = {
-    "reward/mean": "total reward (mean)",
-    "accuracy": "accuracy",
-    "format_rate": "strict format rate",
-    "completion_length/mean": "completion length (tokens)",
-    "kl": "KL to reference",
-    "entropy": "entropy (nats/token)",
-}
-
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
@@ -85,37 +75,7 @@ class RunLogger:
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draw curves.png from metrics.jsonl (raw values and a moving average)."""
-    import matplotlib
+    """Draw ``RUN_DIR/curves.png`` (or ``out``) from metrics.jsonl; see ``r1kit.eval.plots``."""
+    from r1kit.eval.plots import plot_runs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    if not rows:
-        raise FileNotFoundError(f"no metrics in {run_dir / 'metrics.jsonl'}")
-    # KL is logged as 0 when beta = 0 (never computed): no panel for it then
-    keys = [k for k in CURVES if any(r.get(k) for r in rows) or (k != "kl" and any(r.get(k) is not None for r in rows))]
-    ncols = 3
-    nrows = max(1, math.ceil(len(keys) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, alpha=0.35, label="per step")
-        w = max(1, len(ys) // 10)
-        smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
-        ax.plot(xs, smooth, label=f"moving avg ({w})")
-        ax.set_title(CURVES[key])
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.suptitle(run_dir.name)
-    fig.tight_layout()
-    out = Path(out) if out else run_dir / "curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return plot_runs([run_dir], out or Path(run_dir) / "curves.png")

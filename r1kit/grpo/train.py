@@ -229,7 +229,8 @@ def _new_run_dir(cfg: GRPORun) -> Path:
     if _failed_before_any_checkpoint(run_dir):  # start over: the old rows would mix with the new
         for name in ("metrics.jsonl", "samples.jsonl"):
             (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        for name in ("tensorboard", "eval"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
@@ -313,11 +314,41 @@ def _run_step(cfg: GRPORun, step: int, parts, learner: Learner, monitor: Hacking
     return row, warnings, res, adv
 
 
+def _eval_due(cfg: GRPORun, step: int) -> bool:
+    every = cfg.eval.every
+    return bool(cfg.eval.datasets) and (step == cfg.train.max_steps or (every > 0 and step % every == 0))
+
+
+def eval_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """``eval/<dataset>/<metric>`` columns of a metrics.jsonl row from results.json's mapping."""
+    keys = ("pass@1", "pass@1_se", "format_rate", "length_mean", "clip_rate")
+    row = {}
+    for name, m in results.items():
+        for key, value in m.items():
+            if key in keys or key.startswith(("pass@", "maj@")):
+                row[f"eval/{name}/{key}"] = value
+    return row
+
+
+def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[str, float]:
+    """Held-out evaluation of the policy after ``step``, into ``eval/step-N/`` of the run."""
+    from r1kit.eval.runner import evaluate_policy
+
+    t0 = time.perf_counter()
+    results = evaluate_policy(
+        parts.policy, parts.tokenizer, cfg.eval, cfg, run_dir / "eval" / f"step-{step}", benches, parts.amp
+    )
+    return {**eval_metrics(results), "time/eval": time.perf_counter() - t0}
+
+
 def train(cfg: GRPORun, resume: bool = False) -> Path:
     """Run GRPO as configured; returns the run directory."""
+    from r1kit.eval.benchmarks import load_benchmark
+
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
     _check_run_dir(Path(cfg.output_dir), resume)
+    benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
     parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
     policy, tokenizer, rollout = parts.policy, parts.tokenizer, parts.rollout
     learner = Learner(
@@ -336,6 +367,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     logger = bar = None
     done = start  # last completed step
     monitor = HackingMonitor()
+    evaluated: dict[str, float] = {}  # the last eval pass@1 per dataset, for the progress bar
     monitor.replay(read_jsonl(run_dir / "metrics.jsonl"))  # resumed runs keep their baseline
     try:
         logger = RunLogger(run_dir, cfg.train.tensorboard)
@@ -345,6 +377,9 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
         for step in range(start + 1, cfg.train.max_steps + 1):
             row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt)
+            if _eval_due(cfg, step):
+                row.update(_run_eval(cfg, step, parts, run_dir, benches))
+                evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
             logger.log_metrics(row)
             for w in warnings:
                 msg = f"[r1kit] step {step}: warning: {w}"
@@ -360,7 +395,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             if bar is not None:
                 bar.set_postfix(
                     reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
-                    s_step=f"{row['time/step']:.1f}",
+                    **{f"eval_{name}": f"{v:.2f}" for name, v in evaluated.items()}, s_step=f"{row['time/step']:.1f}",
                 )
                 bar.update(1)
         if bar is not None:
