@@ -61,7 +61,8 @@ class CountdownSection(Section):
 class DatasetSection(Section):
     # Local .jsonl/.json/.parquet/.csv file or directory, or a hub id (needs network).
     path: str | None = None
-    # "gsm8k": answer ends with "#### N";  "math": solution holds \boxed{...}.
+    # "gsm8k": answer ends with "#### N";  "math": solution holds \boxed{...};  "answer": the
+    # answer column is the final answer itself (a string or a number, e.g. MATH-500's `answer`).
     format: str = choice("gsm8k", "r1kit.data.loaders:DEFAULT_COLUMNS")
     split: str = "train"
     # Column mapping: which column holds the question and which the reference answer/solution.

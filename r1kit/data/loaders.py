@@ -16,7 +16,7 @@ from r1kit.rewards.extract import last_boxed
 # file suffix -> datasets builder
 DATA_EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # format -> (question column, answer column)
-DEFAULT_COLUMNS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution")}
+DEFAULT_COLUMNS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution"), "answer": ("problem", "answer")}
 
 
 class DataError(ValueError):
@@ -29,6 +29,20 @@ def gsm8k_answer(text: str) -> str | None:
     if not sep:
         return None
     return tail.strip().replace(",", "") or None
+
+
+def plain_gold(value: Any) -> str | None:
+    """A stored final answer as text: ``27.0`` -> ``"27"``, ``204`` -> ``"204"``, a string's
+    boxed or ``#### N`` answer, math delimiters dropped. None for an empty cell."""
+    from r1kit.rewards.extract import gold_answer
+
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return gold_answer(str(value)) or None
 
 
 def _looks_local(path: str) -> bool:
@@ -88,7 +102,8 @@ def _math_answer(solution: str) -> str | None:
 def load_rows(cfg: DatasetSection) -> list[dict[str, Any]]:
     """Load ``cfg.path`` and return ``[{"question", "answer", "solution", "task": "math"}, ...]``.
 
-    Columns default to ``question``/``answer`` (gsm8k) or ``problem``/``solution`` (math) and are
+    Columns default to ``question``/``answer`` (gsm8k), ``problem``/``solution`` (math) or
+    ``problem``/``answer`` (answer: the column holds the final answer itself) and are
     overridden by ``question_column``/``answer_column``. The gold answer is the text after the last
     ``####`` (gsm8k) or the last ``\\boxed{}`` (math); a row without one is a DataError that names
     the row, as is a missing column or path. ``limit`` keeps the first rows.
@@ -106,15 +121,15 @@ def load_rows(cfg: DatasetSection) -> list[dict[str, Any]]:
             )
     if cfg.limit is not None:
         ds = ds.select(range(min(max(cfg.limit, 0), len(ds))))
-    extract = gsm8k_answer if cfg.format == "gsm8k" else _math_answer
-    marker = "'#### <answer>'" if cfg.format == "gsm8k" else "\\boxed{...}"
+    extract = {"gsm8k": gsm8k_answer, "math": _math_answer, "answer": plain_gold}[cfg.format]
+    marker = {"gsm8k": "'#### <answer>'", "math": "\\boxed{...}", "answer": "answer"}[cfg.format]
     rows = []
     for i, row in enumerate(ds.select_columns(list(dict.fromkeys([q_col, a_col]))).to_list()):
         question, solution = row[q_col], row[a_col]
         if question is None or not str(question).strip():
             raise DataError(f"{cfg.path}: row {i} has an empty '{q_col}'")
+        answer = extract(solution) if cfg.format == "answer" else extract("" if solution is None else str(solution))
         solution = "" if solution is None else str(solution)
-        answer = extract(solution)
         if answer is None:
             raise DataError(
                 f"{cfg.path}: row {i} has no {marker} in column '{a_col}' "

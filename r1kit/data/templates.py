@@ -25,7 +25,34 @@ CHAT_INSTRUCTION = (
     "final answer inside <answer> </answer> tags."
 )
 
-TEMPLATES = ("r1zero", "chat")
+# Text templates of published R1-Zero recipes (configs/recipes/), verbatim from their sources;
+# the model continues right after the text (a prefill, if any, is appended as it is).
+# SimpleRL-Zoo's "simple" (abel) prompt for weak base models (Qwen2.5-0.5B/1.5B, Llama):
+# hkust-nlp/simpleRL-reason, examples/simplelr_math_eval/utils.py, PROMPT_TEMPLATES["abel"].
+SIMPLE_TEMPLATE = "Question:\n{question}\nAnswer:\nLet's think step by step.\n"
+# Oat-Zero's Qwen-Math template (ChatML written out, no tokenizer template):
+# sail-sg/understand-r1-zero, train_zero_math.py, apply_qwen_math_template.
+QWEN_MATH_TEMPLATE = (
+    "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{{}}.<|im_end|>\n"
+    "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+)
+# TinyZero's Countdown prompt for base models (the question is r1kit's countdown question):
+# Jiayi-Pan/TinyZero, examples/data_preprocess/countdown.py, make_prefix(template_type="base").
+TINYZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+    "User: {question} Show your work in <think> </think> tags. And return the final answer in <answer> </answer> "
+    "tags, for example <answer> (1 + 2) / 3 </answer>.\nAssistant: Let me solve this step by step.\n"
+)
+
+# data.template -> its text ("chat": the tokenizer's chat template instead)
+TEMPLATES = {
+    "r1zero": R1ZERO_TEMPLATE,
+    "chat": None,
+    "simple": SIMPLE_TEMPLATE,
+    "qwen_math": QWEN_MATH_TEMPLATE,
+    "tinyzero": TINYZERO_TEMPLATE,
+}
 
 
 def require_chat_template(tokenizer: Any) -> None:
@@ -50,6 +77,8 @@ def render_prompt(
     space and the prefill: ``"... User: What is 2 + 3? Assistant: <think>"``.
     ``"chat"``: ``tokenizer.apply_chat_template`` on an optional system message and a user message
     (``CHAT_INSTRUCTION``, a blank line, the question) with the generation prompt, then the prefill.
+    A recipe's text template (``"simple"``, ``"qwen_math"``, ``"tinyzero"``): the text with the
+    question in place, then the prefill as it is (often ``""`` for these).
     """
     if template == "r1zero":
         text = R1ZERO_TEMPLATE.format(question=question)
@@ -61,5 +90,10 @@ def render_prompt(
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages.append({"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n{question}"})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + prefill
+    if TEMPLATES.get(template):
+        text = TEMPLATES[template].format(question=question)
+        if system_prompt:
+            text = f"{system_prompt}\n{text}"
         return text + prefill
     raise DataError(f"data.template: unknown template '{template}' (choose from {', '.join(TEMPLATES)})")

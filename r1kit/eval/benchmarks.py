@@ -24,9 +24,8 @@ from typing import Any, Callable
 from r1kit.config import ArithmeticSection, CountdownSection
 from r1kit.config.eval import EvalDatasetSpec
 from r1kit.config.parse import ConfigError, build
-from r1kit.data.loaders import DataError, gsm8k_answer, open_dataset
+from r1kit.data.loaders import DataError, gsm8k_answer, open_dataset, plain_gold
 from r1kit.data.tasks import make_arithmetic, make_countdown
-from r1kit.rewards.extract import gold_answer
 
 
 @dataclass(frozen=True)
@@ -35,19 +34,6 @@ class Layout:
     answer: tuple[str, ...]
     id: tuple[str, ...] = ()
     gold: Callable[[Any], str | None] | None = None  # gold answer from the answer cell
-
-
-def plain_gold(value: Any) -> str | None:
-    """A stored answer as text: ``27.0`` -> ``"27"``, ``204`` -> ``"204"``, a string's boxed or
-    ``#### N`` answer, math delimiters dropped. None for an empty cell."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    text = gold_answer(str(value))
-    return text or None
 
 
 LAYOUTS: dict[str, Layout] = {

@@ -282,7 +282,8 @@ def regrade(path: str | Path, output: str | Path | None = None, k: int | None = 
             runtime=None) -> tuple[Path, dict[str, Any]]:
     """``r1kit eval --responses FILE``: grade saved completions again with this r1kit's grader.
     The dataset is named after the file (``gsm8k.problems.jsonl`` -> ``gsm8k``)."""
-    from r1kit.eval.benchmarks import file_sha256, plain_gold
+    from r1kit.data.loaders import plain_gold
+    from r1kit.eval.benchmarks import file_sha256
 
     path = Path(path)
     if not path.is_file():

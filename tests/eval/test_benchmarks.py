@@ -5,7 +5,8 @@ import pytest
 from r1kit.config import DataSection, EvalDatasetSpec
 from r1kit.config.parse import ConfigError
 from r1kit.data import DataError
-from r1kit.eval.benchmarks import load_benchmark, plain_gold
+from r1kit.data.loaders import plain_gold
+from r1kit.eval.benchmarks import load_benchmark
 
 
 def write_jsonl(path, rows):
