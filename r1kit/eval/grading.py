@@ -18,15 +18,19 @@ from r1kit.types import Group, Sample
 _NOT_COLUMNS = ("id", "question", "subject", "level", "completions", "pass@1", "majority_answer")
 
 
-def grader_version() -> str:
-    """r1kit's version and a digest of the grader's source (``r1kit/rewards``): it changes
-    whenever the grading can, so results.json says which grader produced it."""
+def r1kit_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        ver = version("r1kit")
+        return version("r1kit")
     except PackageNotFoundError:
-        ver = "unknown"
+        return "unknown"
+
+
+def grader_version() -> str:
+    """r1kit's version and a digest of the grader's source (``r1kit/rewards``): it changes
+    whenever the grading can, so results.json says which grader produced it."""
+    ver = r1kit_version()
     root = Path(__file__).resolve().parent.parent / "rewards"
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):

@@ -25,7 +25,7 @@ from r1kit.config import RolloutSection
 from r1kit.config.eval import EvalRun, EvalSection
 from r1kit.data.templates import render_prompt
 from r1kit.eval.benchmarks import Benchmark, load_benchmark
-from r1kit.eval.grading import grade, grader_version, same_answer, saved_group, saved_lengths
+from r1kit.eval.grading import grade, grader_version, r1kit_version, same_answer, saved_group, saved_lengths
 from r1kit.eval.metrics import dataset_metrics, format_table, problem_metrics
 from r1kit.eval.protocols import Protocol, resolve_protocol
 from r1kit.eval.records import (
@@ -133,15 +133,9 @@ def _pause_for_tests(chunks: int) -> None:
 
 
 def _record(bench: Benchmark, protocol: Protocol, model: dict[str, Any], backend: str) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        r1kit_version = version("r1kit")
-    except PackageNotFoundError:
-        r1kit_version = "unknown"
     return {
         **model, "backend": backend, "dataset_path": bench.source, "dataset_sha256": bench.sha256,
-        **protocol.to_dict(), "r1kit_version": r1kit_version, "grader_version": grader_version(),
+        **protocol.to_dict(), "r1kit_version": r1kit_version(), "grader_version": grader_version(),
     }
 
 
