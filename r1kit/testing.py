@@ -85,3 +85,32 @@ def save_tiny(path: str | Path, arch: str = "llama", seed: int = 0) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | Path, marker: str,
+                           timeout_s: float = 180.0) -> int:
+    """Start ``cmd`` with its output in ``log_path``, wait until ``marker`` is printed (a test hook
+    pausing the process at a known point), SIGKILL it, and return its exit status (-9). Fails if
+    the process exits first or the marker does not come within ``timeout_s``."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    log_path = Path(log_path)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while marker not in log_path.read_text():
+                if proc.poll() is not None:
+                    raise AssertionError(f"exited before {marker!r}:\n{log_path.read_text()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no {marker!r} within {timeout_s:.0f} s")
+                time.sleep(0.1)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return proc.returncode

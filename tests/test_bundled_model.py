@@ -40,6 +40,7 @@ def test_two_grpo_steps_on_smollm2(tmp_path):
             "rollout.group_size=4",
             "rollout.max_new_tokens=16",
             "train.progress=false",
+            "eval.datasets=[]",  # the main job's held-out eval: tested in tests/eval
         ],
     )
     run = train(cfg)
@@ -93,7 +94,7 @@ def test_main_job_sigkilled_mid_step_resumes_bit_exact(tmp_path):
     must equal the first run's bit for bit, and after the resume so must rows 3-4 and the final
     weights. (Before the shared-prompt path repeated its KV cache with `expand`/`index_select`
     instead of `x[idx]`, the gradients' last bits varied run to run with 2 threads.)"""
-    overrides = ["train.max_steps=4", "train.save_every=2", "train.progress=false"]
+    overrides = ["train.max_steps=4", "train.save_every=2", "train.progress=false", "eval.datasets=[]"]
     ref_dir, killed_dir = tmp_path / "ref", tmp_path / "killed"
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # same reductions as here
     env.pop("R1KIT_TEST_PAUSE_AFTER_CHECKPOINT", None)

@@ -5,9 +5,7 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from r1kit.config import GRPOSection, TrainSection, load_config
 from r1kit.grpo import train as train_mod
 from r1kit.grpo.learner import Learner
 from r1kit.grpo.train import PAUSE_ENV, resume_config, train
+from r1kit.testing import run_until_then_sigkill
 
 REWARDS_SRC = """
 def length(prompts, completions, **columns):
@@ -149,22 +148,9 @@ def test_sigkill_after_checkpoint_then_resume_is_exact(tmp_path, tiny_dir, rewar
     env[PAUSE_ENV] = "2"
     env["PYTHONPATH"] = os.pathsep.join([str(rewards_dir), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # same float reductions as this process
-    log = open(tmp_path / "killed.log", "w")
     cmd = [sys.executable, "-m", "r1kit.cli", "grpo", str(cfg_path), f"output_dir={killed_dir}"]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while "paused after the step-2 checkpoint" not in (tmp_path / "killed.log").read_text():
-            assert proc.poll() is None, (tmp_path / "killed.log").read_text()
-            assert time.monotonic() < deadline, "the run never reached its step-2 checkpoint"
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
+    code = run_until_then_sigkill(cmd, env, tmp_path / "killed.log", "paused after the step-2 checkpoint")
+    assert code == -signal.SIGKILL
     assert [r["step"] for r in rows(killed_dir / "metrics.jsonl")] == [1, 2]
     assert not (killed_dir / "final").exists()
 

@@ -205,7 +205,7 @@ def test_resume_applies_an_lr_override(tmp_path, tiny_dir):
     out = tmp_path / "run"
     args = ["grpo", "configs/r1zero_cpu.yaml", f"model.name_or_path={tiny_dir}", f"output_dir={out}",
             "train.max_steps=2", "train.save_every=1", "train.prompts_per_step=1", "rollout.group_size=2",
-            "rollout.max_new_tokens=4", "train.progress=false", "train.warmup_steps=0"]
+            "rollout.max_new_tokens=4", "train.progress=false", "train.warmup_steps=0", "eval.datasets=[]"]
     assert main(args) == 0
     assert main(["grpo", "--resume", str(out), "train.max_steps=3", "train.lr=3e-4"]) == 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -5,9 +5,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ from r1kit.eval.records import EvalError
 from r1kit.eval.runner import PAUSE_ENV, evaluate, regrade
 from r1kit.logging import read_jsonl
 from r1kit.models import ModelError
+from r1kit.testing import run_until_then_sigkill
 
 
 @pytest.fixture(scope="module")
@@ -89,21 +88,8 @@ def test_sigkill_then_rerun_skips_finished_problems_and_matches_an_uninterrupted
     }))
     cmd = [sys.executable, "-m", "r1kit.cli", "eval", str(cfg_file), "progress=false"]
     env = {**os.environ, PAUSE_ENV: "2", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    log_path = tmp_path / "killed.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while "paused after chunk 2" not in log_path.read_text():
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "the evaluation never reached its second chunk"
-                time.sleep(0.1)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    code = run_until_then_sigkill(cmd, env, tmp_path / "killed.log", "paused after chunk 2", timeout_s=120)
+    assert code == -signal.SIGKILL
     assert len(read_jsonl(killed / "gsm8k.problems.jsonl")) == 4  # two chunks of two problems
     assert not (killed / "results.json").exists()
     # a kill mid-write would have left half a line: it is dropped and redone
@@ -222,3 +208,16 @@ def test_cli_short_form_and_one_line_errors(tmp_path, tiny_dir, gsm8k_file, caps
                    "--answer-column", "answer", "--k", "1", "--max-new-tokens", "2", "--output", str(tmp_path / "c"),
                    "progress=false"])
     assert custom == 0
+
+
+def test_reference_deltas_compare_with_the_published_side():
+    from r1kit.eval.runner import reference_deltas
+
+    results = {"gsm8k": {"pass@1": 0.512}, "math500": {"pass@1": 0.3}, "mine": {"pass@1": 0.9}}
+    reference = {"before": {"gsm8k": 36.7}, "after": {"gsm8k": 49.5, "math500": 34.4}}
+    assert reference_deltas(results, reference, trained=True) == [
+        "gsm8k: pass@1 51.2 vs published after 49.5 (+1.7 points)",
+        "math500: pass@1 30.0 vs published after 34.4 (-4.4 points)",
+    ]
+    assert reference_deltas(results, reference, trained=False) == ["gsm8k: pass@1 51.2 vs published before 36.7 (+14.5 points)"]
+    assert reference_deltas(results, {}, trained=True) == []

@@ -79,7 +79,8 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-GRPO_ARGS = ["train.progress=false", "rollout.max_new_tokens=24", "train.lr=1e-4", "train.warmup_steps=0"]
+# eval.datasets=[]: the main job's held-out evaluation is not what these tests are about
+GRPO_ARGS = ["train.progress=false", "rollout.max_new_tokens=24", "train.lr=1e-4", "train.warmup_steps=0", "eval.datasets=[]"]
 
 
 def test_colocated_grpo_run_then_resume(vllm_env, tmp_path):
@@ -160,7 +161,7 @@ def test_unsupported_architecture_is_named(vllm_env, tmp_path):
     (model_dir / "config.json").write_text(json.dumps(cfg))
     p = subprocess.run(
         [sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={tmp_path / 'run'}",
-         f"model.name_or_path={model_dir}", "rollout.backend=vllm", "train.max_steps=1", "train.progress=false"],
+         f"model.name_or_path={model_dir}", "rollout.backend=vllm", "train.max_steps=1", "train.progress=false", "eval.datasets=[]"],
         cwd=tmp_path, env=vllm_env, capture_output=True, text=True, timeout=300,
     )
     assert p.returncode == 2, p.stderr[-3000:]
@@ -173,7 +174,8 @@ def test_prompt_longer_than_engine_limit_is_one_clear_error(vllm_env, tmp_path):
     run = tmp_path / "run"
     p = subprocess.run(
         [sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}",
-         "rollout.backend=vllm", "rollout.vllm.max_model_len=32", "train.max_steps=1", "train.progress=false"],
+         "rollout.backend=vllm", "rollout.vllm.max_model_len=32", "train.max_steps=1", "train.progress=false",
+         "eval.datasets=[]"],
         cwd=tmp_path, env=vllm_env, capture_output=True, text=True, timeout=300,
     )
     assert p.returncode == 2, p.stderr[-3000:]
@@ -188,3 +190,20 @@ def test_python_example_with_vllm(vllm_env):
     assert len(steps) == 3, p.stdout[-2000:]
     for ln in steps:  # the engine follows the learner after every sync_weights
         assert float(ln.rsplit("max ", 1)[1]) < TOL, ln
+
+
+def test_eval_with_the_vllm_backend_equals_hf_greedy(vllm_env, tmp_path):
+    """`r1kit eval --backend vllm` goes through the same rollout interface: greedy, it samples the
+    completions the HF backend samples, and grades and records them the same way."""
+    common = [sys.executable, "-m", "r1kit.cli", "eval", "smollm2-135m-instruct", "--data", "arithmetic",
+              "--protocol", "greedy", "--limit", "4", "--max-new-tokens", "24", "progress=false"]
+    _run([*common, "--backend", "vllm", "--output", str(tmp_path / "vllm")], vllm_env, cwd=tmp_path)
+    _run([*common, "--backend", "hf", "--output", str(tmp_path / "hf")], vllm_env, cwd=tmp_path)
+    results = {b: json.loads((tmp_path / b / "results.json").read_text())["arithmetic"] for b in ("vllm", "hf")}
+    assert results["vllm"]["protocol"]["backend"] == "vllm" and results["hf"]["protocol"]["backend"] == "hf"
+    rows = {b: [json.loads(x) for x in (tmp_path / b / "arithmetic.problems.jsonl").read_text().splitlines()]
+            for b in ("vllm", "hf")}
+    texts = {b: {r["id"]: [c["text"] for c in r["completions"]] for r in rows[b]} for b in rows}
+    assert texts["vllm"] == texts["hf"] and len(texts["hf"]) == 4
+    for key in ("pass@1", "format_rate", "length_mean", "clip_rate"):
+        assert results["vllm"][key] == results["hf"][key], key
