@@ -137,6 +137,9 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, reference: dict[str, 
                 if single and not label:
                     ax.plot(xs, ys, alpha=0.35, color=color, label="per step")
                     ax.plot(xs, smooth, color=color, label=f"moving avg ({w})")
+                elif len(xs) <= 20:  # a few points (evaluations): markers, no smoothing
+                    ax.plot(xs, ys, color=color, marker="o", linestyle=["-", "--", ":", "-."][(0 if single else j) % 4],
+                            label=full or name)
                 else:
                     ax.plot(xs, ys, alpha=0.2, color=color)
                     ax.plot(xs, smooth, color=color, linestyle=["-", "--", ":", "-."][(0 if single else j) % 4],
