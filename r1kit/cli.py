@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _eval_parser(sub)
 
+    _distill_parser(sub)
+
     pl = sub.add_parser("plot", help="draw curves from metrics.jsonl: one run, or several overlaid")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     pl.add_argument("--out", help="output PNG (default RUN_DIR/curves.png for one run, runs.png for several)")
@@ -54,6 +56,61 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     return p
+
+
+def _distill_parser(sub) -> None:
+    d = sub.add_parser("distill", help="rejection sampling of teacher traces (filter) and preference pairs (pairs)")
+    dsub = d.add_subparsers(dest="action", required=True)
+    f = dsub.add_parser("filter", help="keep verified-correct, well-formed, language-consistent traces; "
+                        "write OUT.jsonl and OUT.report.json")
+    f.add_argument("input", metavar="IN.jsonl", help="traces in the layout `r1kit generate` writes")
+    f.add_argument("--output", required=True, metavar="OUT.jsonl")
+    f.add_argument("--max-tokens", type=int, help="reject traces with more completion tokens than this")
+    f.add_argument("--language", default="en", help="target of the language check; 'none' to skip it (default: en)")
+    f.add_argument("--min-language-share", type=float, default=0.95,
+                   help="least share of the reasoning's words in --language (default: 0.95)")
+    f.add_argument("--pass-rate-band", metavar="LOW,HIGH", help="keep only prompts whose pass rate lies in [LOW, HIGH]")
+    f.add_argument("--max-per-prompt", type=int, metavar="M", help="keep at most M traces per prompt")
+    pr = dsub.add_parser("pairs", help="DPO preference pairs (chosen: verified and well formed; rejected: "
+                         "wrong or malformed) from the same traces")
+    pr.add_argument("input", metavar="IN.jsonl")
+    pr.add_argument("--output", required=True, metavar="PAIRS.jsonl")
+    pr.add_argument("--max-pairs-per-prompt", type=int, metavar="N")
+
+
+def _band(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    from r1kit.distill.traces import DistillError
+
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise DistillError(f"--pass-rate-band must be LOW,HIGH (e.g. 0.2,0.8), got {text!r}") from None
+    return lo, hi
+
+
+def _distill(args: argparse.Namespace) -> int:
+    if args.action == "pairs":
+        from r1kit.distill.pairs import pair_traces
+
+        r = pair_traces(args.input, args.output, args.max_pairs_per_prompt)
+        print(f"[r1kit] {r['pairs']} pairs from {r['read']} traces of {r['prompts']} prompts ({r['paired']} paired, "
+              f"{r['no_chosen']} without a verified trace, {r['no_rejected']} without a failed one) -> {args.output}")
+        return 0
+    from r1kit.distill.filter import FilterSettings, filter_traces, format_report
+    from r1kit.distill.traces import report_path
+
+    settings = FilterSettings(
+        max_tokens=args.max_tokens, language=None if args.language.lower() == "none" else args.language,
+        min_language_share=args.min_language_share, pass_rate_band=_band(args.pass_rate_band),
+        max_per_prompt=args.max_per_prompt,
+    )
+    report = filter_traces(args.input, args.output, settings)
+    print(format_report(report))
+    print(f"[r1kit] kept {report['kept']} of {report['read']} traces -> {args.output} "
+          f"(report: {report_path(Path(args.output))})")
+    return 0
 
 
 def _eval_parser(sub) -> None:
@@ -189,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported after parsing: `--help` and usage errors should not wait for torch
     from r1kit.config import ConfigError
     from r1kit.data import DataError
+    from r1kit.distill.traces import DistillError
     from r1kit.grpo.train import TrainingError
     from r1kit.models import ModelError
     from r1kit.eval.metrics import MetricsError
@@ -200,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             return _grpo(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "distill":
+            return _distill(args)
         if args.command == "plot":
             from r1kit.eval.plots import plot_runs, read_reference
 
@@ -234,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args)  # execs: on success this process becomes the server
             return 0
-    except (ConfigError, ModelError, DataError, TrainingError, RolloutError, EvalError, MetricsError,
+    except (ConfigError, ModelError, DataError, DistillError, TrainingError, RolloutError, EvalError, MetricsError,
             FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2
