@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.pt"
+HF_STATE_FILE = "trainer_state.json"  # a checkpoint of the stages trained by TRL's trainers
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -45,7 +46,7 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     found = []
     for p in root.iterdir():
         m = _STEP_DIR.match(p.name)
-        if m and (p / STATE_FILE).is_file():
+        if m and any((p / name).is_file() for name in (STATE_FILE, HF_STATE_FILE)):
             found.append((int(m.group(1)), p))
     return sorted(found)
 

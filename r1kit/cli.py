@@ -19,10 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="r1kit", description="R1-style reasoning RL post-training.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("grpo", help="train with GRPO (R1-Zero style)")
-    g.add_argument("config", nargs="?", help="YAML config (see configs/)")
-    g.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    for stage, what in (("grpo", "train with GRPO (R1-Zero style)"),
+                        ("sft", "supervised fine-tuning on chain-of-thought data (cold start, distillation)")):
+        g = sub.add_parser(stage, help=what)
+        g.add_argument("config", nargs="?", help="YAML config (see configs/)")
+        g.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
+        g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
 
     _eval_parser(sub)
 
@@ -194,9 +196,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grpo(args: argparse.Namespace) -> int:
+# training stage -> the module with its train(cfg, resume), resume_config(run_dir, overrides), summarize(run_dir)
+TRAINING_STAGES = {"grpo": "r1kit.grpo.train", "sft": "r1kit.sft.train"}
+
+
+def _train(args: argparse.Namespace) -> int:
+    import importlib
+
     from r1kit.config import ConfigError, load_config
-    from r1kit.grpo.train import resume_config, summarize, train
+
+    stage = importlib.import_module(TRAINING_STAGES[args.command])
+    resume_config, summarize, train = stage.resume_config, stage.summarize, stage.train
 
     if args.resume:
         # with --resume, positional words are all overrides (argparse fills `config` first)
@@ -209,9 +219,12 @@ def _grpo(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
         run_dir = train(cfg, resume=True)
     else:
-        if not args.config:
-            raise ConfigError("r1kit grpo: give a CONFIG file or --resume RUN_DIR")
-        cfg = load_config(args.config, args.overrides, stage="grpo")
+        path, overrides = args.config, args.overrides
+        if path and "=" in path and not Path(path).is_file():  # `r1kit sft data.path=...`: defaults + overrides
+            path, overrides = None, [path] + overrides
+        if not path and not overrides:
+            raise ConfigError(f"r1kit {args.command}: give a CONFIG file or --resume RUN_DIR")
+        cfg = load_config(path, overrides, stage=args.command)
         run_dir = train(cfg)
     print(f"[r1kit] run directory: {run_dir}")
     print(f"[r1kit] {summarize(run_dir)}")
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            if args.command not in ("grpo", "config", "eval") or any("=" not in w or w.startswith("-") for w in extra):
+            if args.command not in (*TRAINING_STAGES, "config", "eval") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
         if args.command == "vllm-serve":
@@ -247,15 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     from r1kit.config import ConfigError
     from r1kit.data import DataError
     from r1kit.distill.traces import DistillError
-    from r1kit.grpo.train import TrainingError
+    from r1kit.rundir import TrainingError
     from r1kit.models import ModelError
     from r1kit.eval.metrics import MetricsError
     from r1kit.eval.records import EvalError
     from r1kit.rollout.vllm import RolloutError
 
     try:
-        if args.command == "grpo":
-            return _grpo(args)
+        if args.command in TRAINING_STAGES:
+            return _train(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "distill":

@@ -18,6 +18,31 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Qwen2.5-Instruct's layout (ChatML with its default system prompt when none is given).
+QWEN25_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Llama-3-Instruct's layout: header tokens, trimmed contents, <|eot_id|> ends a turn.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+# DeepSeek-R1's habit: an assistant message loses everything up to </think> when rendered.
+THINK_STRIPPING_TEMPLATE = CHATML_TEMPLATE.replace(
+    "message['content']", "(message['content'].split('</think>')[-1] if message['role'] == 'assistant' else message['content'])"
+)
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                   "<|finetune_right_pad_id|>"]
+
 _CORPUS = [
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it.",
     "<think> 3 + 4 = 7 </think> <answer> 7 </answer>",
@@ -26,11 +51,15 @@ _CORPUS = [
 ]
 
 
-def tiny_tokenizer():
+def tiny_tokenizer(style: str = "chatml"):
+    """``chatml`` (SmolLM2's tokens and template), ``qwen2.5`` (Qwen2.5-Instruct's template and
+    default system prompt) or ``llama3`` (Llama-3's special tokens and template; no pad token,
+    as in the real one)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    llama = style == "llama3"
+    specials = LLAMA3_SPECIALS if llama else ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -43,12 +72,12 @@ def tiny_tokenizer():
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+        bos_token="<|begin_of_text|>" if llama else None,
+        eos_token="<|eot_id|>" if llama else "<|im_end|>",
+        pad_token=None if llama else "<|endoftext|>",
         unk_token=None,
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = {"chatml": CHATML_TEMPLATE, "qwen2.5": QWEN25_TEMPLATE, "llama3": LLAMA3_TEMPLATE}[style]
     return fast
 
 

@@ -200,7 +200,7 @@ def test_lora_dynamic_sampling_crash_and_resume_is_exact(tmp_path, tiny_dir, rew
             raise RuntimeError("simulated crash right after the step-2 checkpoint")
 
     with monkeypatch.context() as m:
-        m.setattr(train_mod, "_pause_for_tests", crash)
+        m.setattr(train_mod, "pause_for_tests", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             train(load_config(cfg_path, [f"output_dir={crashed_dir}"]))
     state = json.loads((crashed_dir / "run_state.json").read_text())

@@ -80,7 +80,7 @@ def test_unknown_key_without_a_near_match_lists_the_valid_ones():
         ("model.lora.r=0", "model.lora.r", ">= 1"),
         ("reward_runtime.timeout_s=0", "reward_runtime.timeout_s", "> 0"),
         ("rollout.vllm.retries=-1", "rollout.vllm.retries", ">= 0"),
-        ("stage=sft", "stage", "not one of ['eval', 'grpo']"),
+        ("stage=dpo_typo", "stage", "not one of ['eval', 'grpo', 'sft']"),
         ("train.diagnostic_rewards=[acuracy]", "train.diagnostic_rewards", "did you mean 'accuracy'"),
         ("train.lr=0", "train.lr", "> 0"),
         ("train.save_every=-1", "train.save_every", ">= 0"),
@@ -169,14 +169,18 @@ def test_old_reward_options_key_is_folded_into_the_rewards():
 
 
 def test_the_yaml_says_its_stage_and_a_command_checks_it(tmp_path):
-    assert set(STAGES) == {"grpo", "eval"} and STAGES["grpo"] is GRPORun
+    assert set(STAGES) == {"grpo", "eval", "sft"} and STAGES["grpo"] is GRPORun
     path = tmp_path / "c.yaml"
     path.write_text("stage: grpo\ntrain: {max_steps: 3}\n")
     assert load_config(path, stage="grpo").train.max_steps == 3
     assert load_config(None, [], stage="grpo").stage == "grpo"
-    path.write_text("stage: sft\n")
-    with pytest.raises(ConfigError, match="stage: 'sft' is not one of"):
+    path.write_text("stage: sfft\n")
+    with pytest.raises(ConfigError, match="stage: 'sfft' is not one of"):
         load_config(path)
+    path.write_text("stage: sft\ndata: {path: t.jsonl}\n")
+    assert load_config(path).data.path == "t.jsonl"
+    with pytest.raises(ConfigError, match="the config is for stage 'sft', not 'grpo'"):
+        load_config(path, stage="grpo")
     path.write_text("stage: eval\neval: {datasets: [arithmetic], k: 4}\n")
     assert load_config(path).eval.k == 4  # `r1kit config` resolves any stage's file
     with pytest.raises(ConfigError, match="the config is for stage 'eval', not 'grpo'"):

@@ -50,12 +50,9 @@ class GRPOSection(Section):
 
 
 @dataclass
-class TrainSection(Section):
-    max_steps: int = 100
-    # Prompts per step (P); each gets rollout.group_size completions.
-    prompts_per_step: int = 4
-    # Sequences per forward/backward; gradients accumulate over the batch.
-    micro_batch_size: int = 8
+class OptimSection(Section):
+    """The optimiser and LR schedule, the same keys in every training stage's ``train:``."""
+
     lr: float = 1e-6
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
@@ -68,22 +65,15 @@ class TrainSection(Section):
     lr_milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])
     lr_factors: list[float] = field(default_factory=lambda: [0.316, 0.1])
     max_grad_norm: float = 1.0
+    # A checkpoint every save_every optimizer steps (0: none); the last keep_last stay.
     save_every: int = 0
     keep_last: int = 2
-    samples_every: int = 1
-    # samples.jsonl gets the highest- and lowest-reward completion of each logged step, or all.
-    log_all_samples: bool = False
-    # Rewards scored every step for the metrics only (weight 0 when not trained on): `accuracy`
-    # gives metrics.jsonl its accuracy and correct-but-malformed diagnostics. [] scores none.
-    diagnostic_rewards: list[str] = field(default_factory=lambda: ["accuracy"])
     tensorboard: bool = False
-    # Tokens per chunk when computing log-probs (bounds the [chunk, V] float32 buffer).
-    logit_chunk: int = 1024
     progress: bool = True
 
     def check(self) -> None:
-        at_least(self, 1, "prompts_per_step", "micro_batch_size", "logit_chunk", "keep_last")
-        at_least(self, 0, "max_steps", "save_every", "warmup_steps", "samples_every")
+        at_least(self, 1, "keep_last")
+        at_least(self, 0, "save_every", "warmup_steps")
         positive(self, "lr")
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ConfigError(
@@ -93,6 +83,28 @@ class TrainSection(Section):
             raise ConfigError(f"lr_milestones: increasing fractions of training in (0, 1], got {self.lr_milestones}")
         if any(f < 0 for f in self.lr_factors):
             raise ConfigError(f"lr_factors: must be >= 0, got {self.lr_factors}")
+
+
+@dataclass
+class TrainSection(OptimSection):
+    max_steps: int = 100
+    # Prompts per step (P); each gets rollout.group_size completions.
+    prompts_per_step: int = 4
+    # Sequences per forward/backward; gradients accumulate over the batch.
+    micro_batch_size: int = 8
+    samples_every: int = 1
+    # samples.jsonl gets the highest- and lowest-reward completion of each logged step, or all.
+    log_all_samples: bool = False
+    # Rewards scored every step for the metrics only (weight 0 when not trained on): `accuracy`
+    # gives metrics.jsonl its accuracy and correct-but-malformed diagnostics. [] scores none.
+    diagnostic_rewards: list[str] = field(default_factory=lambda: ["accuracy"])
+    # Tokens per chunk when computing log-probs (bounds the [chunk, V] float32 buffer).
+    logit_chunk: int = 1024
+
+    def check(self) -> None:
+        super().check()
+        at_least(self, 1, "prompts_per_step", "micro_batch_size", "logit_chunk")
+        at_least(self, 0, "max_steps", "samples_every")
 
 
 def _default_rewards() -> dict[str, RewardSpec]:

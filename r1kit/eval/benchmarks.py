@@ -114,7 +114,7 @@ def task_settings(spec: EvalDatasetSpec, train_data=None) -> Any:
     trained on this task) with the spec's keys over it."""
     section = PROCEDURAL[spec.layout_name][1]
     base: dict[str, Any] = {}
-    if train_data is not None and train_data.source == spec.layout_name:
+    if getattr(train_data, "source", None) == spec.layout_name:
         from r1kit.config import to_dict
 
         base = to_dict(getattr(train_data, spec.layout_name))

@@ -56,6 +56,8 @@ PANELS: dict[str, Callable[[list[dict]], Series]] = {
     "entropy (nats/token)": _key("entropy"),
     "clip fraction": _keys("clip_frac_low", "clip_frac_high"),
     "step time (s)": _key("time/step"),
+    "loss": _key("loss"),
+    "token accuracy (SFT)": _key("mean_token_accuracy"),
 }
 
 

@@ -237,15 +237,20 @@ def evaluate_policy(policy, tokenizer, section: EvalSection, train_cfg, out: Pat
     its own seeds; the training RNG streams are left exactly where they were (exact resume holds
     with evaluation on). Returns results.json's mapping."""
     state = rng_state()
+    was_training = policy.training
+    # GRPO's completions are as long as its rollouts; other stages take the protocol's length
+    max_new_tokens = train_cfg.rollout.max_new_tokens if hasattr(train_cfg, "rollout") else None
     try:
-        protocol = make_protocol(section, tokenizer, train_cfg.seed, train_cfg.data, train_cfg.rollout.max_new_tokens)
+        policy.eval()
+        protocol = make_protocol(section, tokenizer, train_cfg.seed, train_cfg.data, max_new_tokens)
         rollout = eval_rollout(protocol, policy, tokenizer, "hf", amp=amp)
         model = {"model": "policy", "model_path": str(out), "checkpoint": out.name}
         return evaluate_benchmarks(
-            benches, rollout, tokenizer, protocol, out, model, "hf", section.batch_size, train_cfg.reward_runtime,
-            overwrite=False, progress=False,
+            benches, rollout, tokenizer, protocol, out, model, "hf", section.batch_size,
+            getattr(train_cfg, "reward_runtime", None), overwrite=False, progress=False,
         )
     finally:
+        policy.train(was_training)
         set_rng_state(state)
 
 
@@ -339,3 +344,24 @@ def print_summary(out: Path, results: dict[str, Any], reference: dict[str, Any] 
     for line in reference_deltas(results, reference or {}, trained):
         print(f"[r1kit] {line}")
     print(f"[r1kit] results: {out / 'results.json'}")
+
+
+def eval_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """``eval/<dataset>/<metric>`` columns of a metrics.jsonl row from results.json's mapping."""
+    keys = ("pass@1", "pass@1_se", "format_rate", "length_mean", "clip_rate")
+    row = {}
+    for name, m in results.items():
+        for key, value in m.items():
+            if key in keys or key.startswith(("pass@", "maj@")):
+                row[f"eval/{name}/{key}"] = value
+    return row
+
+
+def eval_row(policy, tokenizer, train_cfg, run_dir: Path, step: int, benches: list[Benchmark], amp=None) -> dict[str, float]:
+    """A training run's held-out evaluation after ``step`` (its ``eval:`` section, into
+    ``RUN/eval/step-N/``): the columns of that step's metrics row, ``time/eval`` included."""
+    import time
+
+    t0 = time.perf_counter()
+    results = evaluate_policy(policy, tokenizer, train_cfg.eval, train_cfg, run_dir / "eval" / f"step-{step}", benches, amp)
+    return {**eval_metrics(results), "time/eval": time.perf_counter() - t0}

@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +14,7 @@ from typing import Any
 
 import torch
 
+from r1kit import rundir
 from r1kit.checkpoint import (
     latest_checkpoint,
     load_policy_weights,
@@ -24,27 +22,27 @@ from r1kit.checkpoint import (
     save_checkpoint,
     save_model_dir,
     set_rng_state,
-    write_text_atomically,
 )
-from r1kit.config import GRPORun, load_config, save_config
+from r1kit.config import GRPORun, load_config
 from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
-from r1kit.logging import RunLogger, plot_run, read_jsonl, truncate_jsonl
+from r1kit.logging import RunLogger, plot_run, read_jsonl
 from r1kit.rewards import TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
+from r1kit.rundir import (  # noqa: F401 - PAUSE_ENV, STATE_FILE, TrainingError: part of this module's API
+    PAUSE_ENV,
+    STATE_FILE,
+    TrainingError,
+    check_run_dir,
+    new_run_dir,
+    pause_for_tests,
+    resumed_run_dir,
+    write_state,
+)
+from r1kit.eval.runner import eval_metrics, eval_row  # noqa: F401 - eval_metrics: this module's API
 from r1kit.setup import build_parts
 from r1kit.types import Group
-
-STATE_FILE = "run_state.json"
-# Test hook: with R1KIT_TEST_PAUSE_AFTER_CHECKPOINT=N the process sleeps forever right after the
-# step-N checkpoint is complete, so a test can SIGKILL it at a known point (see
-# tests/test_checkpoint_resume.py). Never set it outside tests.
-PAUSE_ENV = "R1KIT_TEST_PAUSE_AFTER_CHECKPOINT"
-
-
-class TrainingError(RuntimeError):
-    """Training stopped; the message names the step and the last good checkpoint."""
 
 
 @dataclass
@@ -60,10 +58,6 @@ class StepResult:
     tokens_generated: int  # over every generation round, dropped groups included
     # what rewards logged through TRL's log_metric: name -> mean over this step's scoring calls
     logged: dict[str, float] = field(default_factory=dict)
-
-
-def _write_state(run_dir: Path, **fields: Any) -> None:
-    write_text_atomically(run_dir / STATE_FILE, json.dumps(fields, indent=1))
 
 
 def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
@@ -198,52 +192,14 @@ def _sample_rows(step: int, res: StepResult, adv: torch.Tensor, log_all: bool) -
     return rows
 
 
-def _holds_run(run_dir: Path) -> bool:
-    return any((run_dir / n).exists() for n in ("metrics.jsonl", "checkpoints", STATE_FILE, "config.yaml"))
-
-
-def _failed_before_any_checkpoint(run_dir: Path) -> bool:
-    """A run that failed before saving anything: nothing to resume, nothing worth keeping."""
-    try:
-        state = json.loads((run_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return state.get("status") == "failed" and latest_checkpoint(run_dir) is None
-
-
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A new run never writes into an old one (unless that one failed before its first
-    checkpoint); a resumed run needs a complete checkpoint."""
-    if not resume and _holds_run(run_dir) and not _failed_before_any_checkpoint(run_dir):
-        raise TrainingError(
-            f"output_dir {run_dir} already holds a run; resume it with `r1kit grpo --resume {run_dir}` "
-            "or choose another output_dir"
-        )
-    if resume and latest_checkpoint(run_dir) is None:
-        raise TrainingError(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
-
-
-def _new_run_dir(cfg: GRPORun) -> Path:
-    run_dir = Path(cfg.output_dir)
-    _check_run_dir(run_dir, resume=False)
-    if _failed_before_any_checkpoint(run_dir):  # start over: the old rows would mix with the new
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-        for name in ("tensorboard", "eval"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    return run_dir
-
-
 def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
     """Load the last complete checkpoint of ``cfg.output_dir`` into the live objects.
 
     Only reads: a checkpoint that does not fit the config fails here, before the run directory's
-    records are rewritten by :func:`_resumed_run_dir`.
+    records are rewritten by :func:`r1kit.rundir.resumed_run_dir`.
     """
     run_dir = Path(cfg.output_dir)
-    _check_run_dir(run_dir, resume=True)
+    check_run_dir(run_dir, resume=True, stage="grpo")
     ckpt = latest_checkpoint(run_dir)
     state = load_trainer_state(ckpt)
     if int(state["step"]) > cfg.train.max_steps:
@@ -260,22 +216,6 @@ def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
     set_rng_state(state["rng"])
     state["path"] = ckpt
     return state
-
-
-def _resumed_run_dir(cfg: GRPORun, start: int) -> Path:
-    run_dir = Path(cfg.output_dir)
-    for name in ("metrics.jsonl", "samples.jsonl"):  # rows after the checkpoint are re-created
-        if (run_dir / name).exists():
-            truncate_jsonl(run_dir / name, start)
-    save_config(cfg, run_dir / "config.yaml")
-    return run_dir
-
-
-def _pause_for_tests(step: int) -> None:
-    if os.environ.get(PAUSE_ENV) == str(step):
-        print(f"[r1kit] {PAUSE_ENV}: paused after the step-{step} checkpoint", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
 
 
 def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner) -> str | None:
@@ -319,26 +259,8 @@ def _eval_due(cfg: GRPORun, step: int) -> bool:
     return bool(cfg.eval.datasets) and (step == cfg.train.max_steps or (every > 0 and step % every == 0))
 
 
-def eval_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """``eval/<dataset>/<metric>`` columns of a metrics.jsonl row from results.json's mapping."""
-    keys = ("pass@1", "pass@1_se", "format_rate", "length_mean", "clip_rate")
-    row = {}
-    for name, m in results.items():
-        for key, value in m.items():
-            if key in keys or key.startswith(("pass@", "maj@")):
-                row[f"eval/{name}/{key}"] = value
-    return row
-
-
 def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[str, float]:
-    """Held-out evaluation of the policy after ``step``, into ``eval/step-N/`` of the run."""
-    from r1kit.eval.runner import evaluate_policy
-
-    t0 = time.perf_counter()
-    results = evaluate_policy(
-        parts.policy, parts.tokenizer, cfg.eval, cfg, run_dir / "eval" / f"step-{step}", benches, parts.amp
-    )
-    return {**eval_metrics(results), "time/eval": time.perf_counter() - t0}
+    return eval_row(parts.policy, parts.tokenizer, cfg, run_dir, step, benches, parts.amp)
 
 
 def train(cfg: GRPORun, resume: bool = False) -> Path:
@@ -347,7 +269,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
 
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
-    _check_run_dir(Path(cfg.output_dir), resume)
+    check_run_dir(Path(cfg.output_dir), resume, "grpo")
     benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
     parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
     policy, tokenizer, rollout = parts.policy, parts.tokenizer, parts.rollout
@@ -360,9 +282,9 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
         # the engine holds what it loaded (or whatever a server last received): start in step
         rollout.sync_weights(policy)
     start = int(state["step"]) if state else 0
-    run_dir = _resumed_run_dir(cfg, start) if state else _new_run_dir(cfg)
+    run_dir = resumed_run_dir(cfg, start) if state else new_run_dir(cfg, "grpo")
     last_ckpt = str(state["path"]) if state else None
-    _write_state(run_dir, status="running", step=start, last_checkpoint=last_ckpt)
+    write_state(run_dir, status="running", step=start, last_checkpoint=last_ckpt)
 
     logger = bar = None
     done = start  # last completed step
@@ -390,8 +312,8 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner)
             if saved:
                 last_ckpt = saved
-                _pause_for_tests(step)
-            _write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
+                pause_for_tests(step)
+            write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
             if bar is not None:
                 bar.set_postfix(
                     reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
@@ -406,24 +328,19 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
         final = save_model_dir(run_dir / "final", policy, tokenizer)
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]
-        _write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
+        write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
         raise
     finally:
         if bar is not None:
             bar.close()
         if logger is not None:
             logger.close()
-    _write_state(run_dir, status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
+    write_state(run_dir, status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
     return run_dir
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> GRPORun:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise TrainingError(f"cannot resume {run_dir}: no config.yaml there (is it an r1kit run directory?)")
-    cfg = load_config(path, overrides, stage="grpo")
-    cfg.output_dir = str(run_dir)
-    return cfg
+    return rundir.resume_config(run_dir, "grpo", overrides)
 
 
 def summarize(run_dir: str | Path) -> str:
