@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _eval_parser(sub)
 
+    gen = sub.add_parser("generate", help="k traces per prompt from a teacher (local model or OpenAI-compatible endpoint)")
+    gen.add_argument("config", nargs="?", help="YAML config (stage: generate)")
+    gen.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. sampling.k=8")
+
     _distill_parser(sub)
 
     pl = sub.add_parser("plot", help="draw curves from metrics.jsonl: one run, or several overlaid")
@@ -83,6 +87,7 @@ def _distill_parser(sub) -> None:
 def _band(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
+    from r1kit.distill.generate import GenerateError
     from r1kit.distill.traces import DistillError
 
     try:
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            if args.command not in (*TRAINING_STAGES, "config", "eval") or any("=" not in w or w.startswith("-") for w in extra):
+            if args.command not in (*TRAINING_STAGES, "config", "eval", "generate") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
         if args.command == "vllm-serve":
@@ -259,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported after parsing: `--help` and usage errors should not wait for torch
     from r1kit.config import ConfigError
     from r1kit.data import DataError
+    from r1kit.distill.generate import GenerateError
     from r1kit.distill.traces import DistillError
     from r1kit.rundir import TrainingError
     from r1kit.models import ModelError
@@ -273,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "distill":
             return _distill(args)
+        if args.command == "generate":
+            from r1kit.config import load_config
+            from r1kit.distill.generate import generate
+
+            path, overrides = args.config, args.overrides
+            if path and "=" in path and not Path(path).is_file():
+                path, overrides = None, [path] + overrides
+            out, n = generate(load_config(path, overrides, stage="generate"))
+            print(f"[r1kit] {n} prompts with all their traces in {out}")
+            return 0
         if args.command == "plot":
             from r1kit.eval.plots import plot_runs, read_reference
 
@@ -307,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args)  # execs: on success this process becomes the server
             return 0
-    except (ConfigError, ModelError, DataError, DistillError, TrainingError, RolloutError, EvalError, MetricsError,
+    except (ConfigError, ModelError, DataError, DistillError, GenerateError, TrainingError, RolloutError, EvalError, MetricsError,
             FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2

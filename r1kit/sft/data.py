@@ -138,6 +138,8 @@ def row_segments(row: dict[str, Any], fmt: str, cfg: SFTDataSection, tokenizer, 
     if fmt == "prompt_completion":
         prompt, completion = row[cfg.prompt_column], row[cfg.completion_column]
         if isinstance(prompt, list) or isinstance(completion, list):  # TRL's conversational layout
+            if isinstance(completion, str):  # chat prompt, text reply (`r1kit generate` with api: chat)
+                completion = [{"role": "assistant", "content": completion}]
             prompt = _check_messages(prompt, f"{where} column '{cfg.prompt_column}'")
             completion = _check_messages(completion, f"{where} column '{cfg.completion_column}'")
             return message_segments(prompt + completion, tokenizer, len(prompt), stats, eos)

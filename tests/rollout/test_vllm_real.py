@@ -129,6 +129,18 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
         r = _probe(vllm_env, "vllm-server", url)
         _assert_engine_checks(r)
         assert r["logprobs_mode"] == "processed_logprobs"  # log-probs after temperature, as the learner's
+        # teacher traces over the server's OpenAI API (`r1kit generate`), then rejection sampling
+        traces = tmp_path / "traces.jsonl"
+        _run([sys.executable, "-m", "r1kit.cli", "generate", f"output={traces}", "teacher.backend=openai",
+              f"teacher.url={url}/v1", "data.num_problems=3",
+              "sampling.k=2", "sampling.max_new_tokens=16", "progress=false"], vllm_env, cwd=tmp_path)
+        rows = [json.loads(x) for x in traces.read_text().splitlines()]
+        assert len(rows) == 6 and all(r["completion"].startswith("<think>") for r in rows)
+        assert all(r["finish_reason"] in ("stop", "length") and 0 < r["completion_tokens"] <= 16 for r in rows)
+        assert any(r["completion"] != "<think>" for r in rows)
+        _run([sys.executable, "-m", "r1kit.cli", "distill", "filter", str(traces), "--output", str(tmp_path / "kept.jsonl")],
+             vllm_env, cwd=tmp_path)
+        assert json.loads((tmp_path / "kept.report.json").read_text())["read"] == 6
         run = tmp_path / "run"
         _run([sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}",
               "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2", *GRPO_ARGS],

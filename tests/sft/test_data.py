@@ -87,6 +87,8 @@ def test_prompt_completion_strings_and_conversational():
     conv = [{"prompt": [{"role": "user", "content": "2+3?"}], "completion": [{"role": "assistant", "content": RESPONSE}]}]
     tok, (ex,), _ = build(conv)
     assert trained_text(tok, ex) == RESPONSE + "<|im_end|>\n"
+    tok, (ex,), _ = build([{"prompt": conv[0]["prompt"], "completion": RESPONSE}])  # chat prompt, text reply
+    assert trained_text(tok, ex) == RESPONSE + "<|im_end|>\n"
     tok, (ex,), _ = build([{"prompt": "Q:", "completion": RESPONSE + "<|im_end|>"}])
     assert trained_text(tok, ex) == RESPONSE + "<|im_end|>"  # already ends with the EOS: not doubled
 
