@@ -87,7 +87,6 @@ def _distill_parser(sub) -> None:
 def _band(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
-    from r1kit.distill.generate import GenerateError
     from r1kit.distill.traces import DistillError
 
     try:
