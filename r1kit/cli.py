@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     for stage, what in (("grpo", "train with GRPO (R1-Zero style)"),
-                        ("sft", "supervised fine-tuning on chain-of-thought data (cold start, distillation)")):
+                        ("sft", "supervised fine-tuning on chain-of-thought data (cold start, distillation)"),
+                        ("dpo", "direct preference optimization on chosen/rejected pairs")):
         g = sub.add_parser(stage, help=what)
         g.add_argument("config", nargs="?", help="YAML config (see configs/)")
         g.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
@@ -201,7 +202,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 # training stage -> the module with its train(cfg, resume), resume_config(run_dir, overrides), summarize(run_dir)
-TRAINING_STAGES = {"grpo": "r1kit.grpo.train", "sft": "r1kit.sft.train"}
+TRAINING_STAGES = {"grpo": "r1kit.grpo.train", "sft": "r1kit.sft.train", "dpo": "r1kit.sft.dpo"}
 
 
 def _train(args: argparse.Namespace) -> int:

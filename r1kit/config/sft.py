@@ -48,17 +48,16 @@ class SFTDataSection(Section):
 
 
 @dataclass
-class SFTTrainSection(OptimSection):
+class TrainerSection(OptimSection):
+    """``train:`` of the stages a TRL trainer runs (SFT, DPO, distillation)."""
+
     lr: float = 2e-5
     adam_beta2: float = 0.999
     # Passes over the data; max_steps > 0 stops earlier (optimizer steps).
     num_epochs: float = 1.0
     max_steps: int = 0
-    batch_size: int = 8  # sequences per forward/backward
+    batch_size: int = 8  # sequences (DPO: pairs) per forward/backward
     gradient_accumulation_steps: int = 1
-    # Pack examples into max_length blocks (TRL's best-fit decreasing); attention is kept within
-    # each example through position ids, which needs a FlashAttention kernel to be exact.
-    packing: bool = False
     shuffle: bool = True
     logging_steps: int = 1
 
@@ -71,7 +70,14 @@ class SFTTrainSection(OptimSection):
 
 
 @dataclass
-class SFTEvalSection(TrainEvalSection):
+class SFTTrainSection(TrainerSection):
+    # Pack examples into max_length blocks (TRL's best-fit decreasing); attention is kept within
+    # each example through position ids, which needs a FlashAttention kernel to be exact.
+    packing: bool = False
+
+
+@dataclass
+class StageEvalSection(TrainEvalSection):
     """Evaluation of the model before training and after it (and every ``every`` optimizer
     steps), through ``r1kit eval``'s runner; nothing runs when ``datasets`` is empty."""
 
@@ -89,7 +95,7 @@ class SFTRun(Section):
     model: ModelSection = field(default_factory=ModelSection)
     data: SFTDataSection = field(default_factory=SFTDataSection)
     train: SFTTrainSection = field(default_factory=SFTTrainSection)
-    eval: SFTEvalSection = field(default_factory=SFTEvalSection)
+    eval: StageEvalSection = field(default_factory=StageEvalSection)
     reference: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:

@@ -58,6 +58,7 @@ PANELS: dict[str, Callable[[list[dict]], Series]] = {
     "step time (s)": _key("time/step"),
     "loss": _key("loss"),
     "token accuracy (SFT)": _key("mean_token_accuracy"),
+    "reward margin (DPO)": _key("rewards/margins"),
 }
 
 
