@@ -66,8 +66,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _distill_parser(sub) -> None:
-    d = sub.add_parser("distill", help="rejection sampling of teacher traces (filter) and preference pairs (pairs)")
+    d = sub.add_parser("distill", help="train a student on filtered traces (distill CONFIG), rejection sampling "
+                       "(distill filter) and preference pairs (distill pairs)",
+                       usage="r1kit distill CONFIG [key=value ...] | distill filter IN.jsonl --output OUT.jsonl | "
+                       "distill pairs IN.jsonl --output PAIRS.jsonl")
     dsub = d.add_subparsers(dest="action", required=True)
+    t = dsub.add_parser("train", help="`r1kit distill CONFIG`: SFT of a student on a teacher's kept traces")
+    t.add_argument("config", nargs="?", help="YAML config (stage: distill)")
+    t.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     f = dsub.add_parser("filter", help="keep verified-correct, well-formed, language-consistent traces; "
                         "write OUT.jsonl and OUT.report.json")
     f.add_argument("input", metavar="IN.jsonl", help="traces in the layout `r1kit generate` writes")
@@ -98,6 +105,8 @@ def _band(text: str | None) -> tuple[float, float] | None:
 
 
 def _distill(args: argparse.Namespace) -> int:
+    if args.action == "train":
+        return _train(args)
     if args.action == "pairs":
         from r1kit.distill.pairs import pair_traces
 
@@ -202,7 +211,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 # training stage -> the module with its train(cfg, resume), resume_config(run_dir, overrides), summarize(run_dir)
-TRAINING_STAGES = {"grpo": "r1kit.grpo.train", "sft": "r1kit.sft.train", "dpo": "r1kit.sft.dpo"}
+TRAINING_STAGES = {"grpo": "r1kit.grpo.train", "sft": "r1kit.sft.train", "dpo": "r1kit.sft.dpo",
+                   "distill": "r1kit.distill.student"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -240,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
+    if argv[:1] == ["distill"] and argv[1:2] and argv[1] not in ("filter", "pairs", "train", "-h", "--help"):
+        argv = ["distill", "train", *argv[1:]]  # `r1kit distill CONFIG` trains a student
     if argv[:1] == ["vllm-serve"]:  # after `--`: vLLM's own server options
         from r1kit.rollout.vllm_serve import split_passthrough
 
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            if args.command not in (*TRAINING_STAGES, "config", "eval", "generate") or any("=" not in w or w.startswith("-") for w in extra):
+            if not hasattr(args, "overrides") or any("=" not in w or w.startswith("-") for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = args.overrides + extra
         if args.command == "vllm-serve":
@@ -273,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     from r1kit.rollout.vllm import RolloutError
 
     try:
-        if args.command in TRAINING_STAGES:
+        if args.command in TRAINING_STAGES and args.command != "distill":
             return _train(args)
         if args.command == "eval":
             return _eval(args)

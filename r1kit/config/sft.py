@@ -99,7 +99,20 @@ class SFTRun(Section):
     reference: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.stage != "sft":
-            raise ConfigError(f"stage: this is the SFT config, got stage '{self.stage}'")
+        if self.stage != type(self).stage:
+            raise ConfigError(f"stage: this is the {self.stage_title} config, got stage '{self.stage}'")
         if not self.data.path:
             raise ConfigError("data.path: the SFT data (a .jsonl/.json/.parquet file, a directory or a hub id)")
+
+    stage_title = "SFT"
+
+
+@dataclass
+class DistillRun(SFTRun):
+    """The root of ``r1kit distill CONFIG``: a student (Qwen2, Llama, ...) fine-tuned on a
+    teacher's filtered traces (``r1kit generate`` then ``r1kit distill filter``: rows with
+    ``prompt`` and ``completion``), as the DeepSeek-R1 distilled models were; the SFT stage's keys."""
+
+    stage: str = "distill"
+    output_dir: str = "runs/distill"
+    stage_title = "distill"
