@@ -1,5 +1,3 @@
-"""Cold-start SFT on long chain-of-thought data (TRL SFTTrainer underneath).
-
-Not implemented in this release: the package exists so the layout matches the R1 recipe, and it
-deliberately exports nothing yet (see the README's Status section).
-"""
+"""Supervised stages on TRL's trainers: cold-start SFT on long chain-of-thought (``train``:
+``r1kit sft``), DPO on preference pairs (``dpo``: ``r1kit dpo``), the labels reasoning traces need
+(``data``) and what every TRL stage shares (``trl_stage``: run directory, schedules, eval, resume)."""
