@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("config", nargs="?", help="YAML config (stage: generate)")
     gen.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. sampling.k=8")
 
+    pp = sub.add_parser("pipeline", help="the R1 recipe in one resumable command: the stages a YAML lists")
+    pp.add_argument("config", help="YAML config (stage: pipeline), e.g. configs/r1_pipeline_cpu.yaml")
+    pp.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    pp.add_argument("--from", dest="from_stage", metavar="STAGE", help="run this stage and all after it again")
+
     _distill_parser(sub)
 
     pl = sub.add_parser("plot", help="draw curves from metrics.jsonl: one run, or several overlaid")
@@ -278,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from r1kit.data import DataError
     from r1kit.distill.generate import GenerateError
     from r1kit.distill.traces import DistillError
+    from r1kit.pipeline import PipelineError
     from r1kit.rundir import TrainingError
     from r1kit.models import ModelError
     from r1kit.eval.metrics import MetricsError
@@ -291,6 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "distill":
             return _distill(args)
+        if args.command == "pipeline":
+            from r1kit.config import load_config
+            from r1kit.pipeline import format_summary, run
+
+            out, rows = run(load_config(args.config, args.overrides, stage="pipeline"), args.from_stage)
+            print(format_summary(rows))
+            print(f"[r1kit] pipeline directory: {out} (summary.json)")
+            return 0
         if args.command == "generate":
             from r1kit.config import load_config
             from r1kit.distill.generate import generate
@@ -335,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args)  # execs: on success this process becomes the server
             return 0
-    except (ConfigError, ModelError, DataError, DistillError, GenerateError, TrainingError, RolloutError, EvalError, MetricsError,
+    except (ConfigError, ModelError, DataError, DistillError, GenerateError, PipelineError, TrainingError, RolloutError, EvalError, MetricsError,
             FileNotFoundError) as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from r1kit.config.eval import EvalDatasetSpec, EvalRun, EvalSection, TrainEvalSe
 from r1kit.config.grpo import GRPORun, GRPOSection, TrainSection
 from r1kit.config.dpo import DPORun
 from r1kit.config.generate import GenerateRun, SamplingSection, TeacherSection
+from r1kit.config.pipeline import PipelineRun, PipelineStage
 from r1kit.config.sft import DistillRun, SFTDataSection, SFTRun, SFTTrainSection
 from r1kit.config.parse import ConfigError, build, merge, parse_overrides, read_yaml, to_dict
 from r1kit.config.sections import (
@@ -42,11 +43,11 @@ logger = logging.getLogger(__name__)
 
 # stage name (the YAML's `stage:` key) -> its root config class
 STAGES: dict[str, type] = {"grpo": GRPORun, "eval": EvalRun, "sft": SFTRun, "generate": GenerateRun, "dpo": DPORun,
-                         "distill": DistillRun}
+                         "distill": DistillRun, "pipeline": PipelineRun}
 
 __all__ = [
     "STAGES", "ArithmeticSection", "ConfigError", "CountdownSection", "DataSection", "DatasetSection",
-    "DPORun", "DistillRun", "EvalDatasetSpec", "EvalRun", "GenerateRun", "SamplingSection", "TeacherSection", "EvalSection", "GRPORun", "GRPOSection", "LoraSection", "ModelSection", "RewardRuntimeSection", "RewardSpec",
+    "DPORun", "DistillRun", "EvalDatasetSpec", "PipelineRun", "PipelineStage", "EvalRun", "GenerateRun", "SamplingSection", "TeacherSection", "EvalSection", "GRPORun", "GRPOSection", "LoraSection", "ModelSection", "RewardRuntimeSection", "RewardSpec",
     "RolloutSection", "SFTDataSection", "SFTRun", "SFTTrainSection", "TrainEvalSection", "TrainSection", "VLLMSection", "config_from_dict", "load_config", "parse_overrides",
     "save_config", "to_dict",
 ]
