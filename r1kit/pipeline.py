@@ -186,8 +186,9 @@ def evaluate_model(cfg: PipelineRun, model: str, out: Path) -> dict[str, float]:
     """pass@1 per dataset of ``model`` under the pipeline's ``eval:`` section (resumable)."""
     from r1kit.eval.runner import evaluate
 
+    section = {k: v for k, v in to_dict(cfg.eval).items() if k != "start"}
     tree = {"stage": "eval", "seed": cfg.seed, "model": {"name_or_path": model}, "output_dir": str(out),
-            "eval": to_dict(cfg.eval), "progress": False}
+            "eval": section, "progress": False}
     _, results, _ = evaluate(config_from_dict(tree))
     return {name: m["pass@1"] for name, m in results.items()}
 
@@ -209,7 +210,7 @@ def run(cfg: PipelineRun, from_stage: str | None = None, progress: bool = True) 
         for step in steps[names.index(from_stage) :]:
             shutil.rmtree(step.dir, ignore_errors=True)
     rows = []
-    if cfg.eval.datasets:
+    if cfg.eval.datasets and cfg.eval.start:
         rows.append({"stage": "start", "kind": "model", "model": cfg.model, "seconds": None,
                      "eval": evaluate_model(cfg, cfg.model, out / "start" / "eval")})
     for step in steps:

@@ -44,6 +44,7 @@ class PipelineEvalSection(EvalSection):
     greedy by default."""
 
     protocol: str = choice("greedy", "r1kit.eval.protocols:PROTOCOLS")
+    start: bool = True  # the starting model too (off when it is only a remote teacher's name)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class PipelineRun(Section):
     student: str | None = None  # the distill stage's student (None: the starting model)
     stages: list[PipelineStage] = field(default_factory=list)
     eval: PipelineEvalSection = field(default_factory=PipelineEvalSection)
+    # Published numbers the recipe should reach (as in GRPO recipes: source, before, after, note).
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.stage != "pipeline":
