@@ -14,8 +14,12 @@ from r1kit.logging import read_jsonl
 Series = list[tuple[str, list[int], list[float]]]  # (label, steps, values)
 
 
-def _key(key: str) -> Callable[[list[dict[str, Any]]], Series]:
+def _key(key: str, unless: str | None = None) -> Callable[[list[dict[str, Any]]], Series]:
+    """The series of one metric; none when a row has ``unless`` (another stage's metric)."""
+
     def series(rows: list[dict[str, Any]]) -> Series:
+        if unless is not None and any(unless in r for r in rows):
+            return []
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         return [("", [p[0] for p in pts], [p[1] for p in pts])] if pts else []
 
@@ -56,7 +60,7 @@ PANELS: dict[str, Callable[[list[dict]], Series]] = {
     "entropy (nats/token)": _key("entropy"),
     "clip fraction": _keys("clip_frac_low", "clip_frac_high"),
     "step time (s)": _key("time/step"),
-    "loss": _key("loss"),
+    "loss (SFT, DPO)": _key("loss", unless="reward/mean"),  # GRPO's loss is ~0 by construction
     "token accuracy (SFT)": _key("mean_token_accuracy"),
     "reward margin (DPO)": _key("rewards/margins"),
 }
