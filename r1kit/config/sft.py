@@ -19,12 +19,14 @@ class SFTDataSection(Section):
     split: str = "train"
     name: str | None = None  # hub dataset config name
     limit: int | None = None  # first N rows
-    # Row layout: "messages" (a list of {role, content}), "prompt_completion" (TRL's: strings,
-    # or lists of messages), "trace" (problem, reasoning, answer: rendered as
-    # <think>reasoning</think> <answer>answer</answer> with the template below), or "auto" (by
-    # the columns present, in that order).
+    # Row layout: "messages" (a list of {role, content}), "question_completion" (what `r1kit
+    # generate` writes: the question is rendered with the template below, this model's own),
+    # "prompt_completion" (TRL's: strings, or lists of messages), "trace" (problem, reasoning,
+    # answer: rendered as <think>reasoning</think> <answer>answer</answer> after the template
+    # below), or "auto" (by the columns present, in that order).
     format: str = choice("auto", "r1kit.sft.data:FORMATS")
     messages_column: str = "messages"
+    question_column: str = "question"
     prompt_column: str = "prompt"
     completion_column: str = "completion"
     problem_column: str = "problem"

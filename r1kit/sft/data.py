@@ -8,6 +8,9 @@ labels, with the defaults reasoning traces need.
   followed by the end-of-sequence token, and a warning says so.
 - The model learns to stop: every trained turn ends with a stop token (the template's
   end-of-turn token when it is a stop token of the model, else the tokenizer's EOS is added).
+- Traces from ``r1kit generate`` (``question`` + ``completion``) are rendered with this model's
+  own template (``data.template``), not the teacher's: a student of another family trains on the
+  prompt it will be asked with.
 - Examples longer than ``max_length`` are counted and warned about, then dropped or cut
   (``overlong``), never cut silently.
 
@@ -28,7 +31,7 @@ from r1kit.rewards.format import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_O
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("auto", "messages", "prompt_completion", "trace")
+FORMATS = ("auto", "messages", "question_completion", "prompt_completion", "trace")
 OVERLONG = ("drop", "truncate")
 IGNORE = -100  # label of a token that is not trained
 
@@ -62,6 +65,7 @@ def detect_format(columns: list[str], cfg: SFTDataSection) -> str:
     """The row layout ``cfg.format`` names, or (``auto``) the first whose columns are present."""
     needs = {
         "messages": (cfg.messages_column,),
+        "question_completion": (cfg.question_column, cfg.completion_column),
         "prompt_completion": (cfg.prompt_column, cfg.completion_column),
         "trace": (cfg.problem_column, cfg.reasoning_column, cfg.answer_column),
     }
@@ -76,7 +80,8 @@ def detect_format(columns: list[str], cfg: SFTDataSection) -> str:
             return fmt
     raise DataError(
         f"{cfg.path}: cannot tell the row layout from the columns {', '.join(columns)}: expected "
-        f"'{cfg.messages_column}' (messages), '{cfg.prompt_column}' + '{cfg.completion_column}' (prompt_completion) "
+        f"'{cfg.messages_column}' (messages), '{cfg.question_column}' + '{cfg.completion_column}' (question_completion), "
+        f"'{cfg.prompt_column}' + '{cfg.completion_column}' (prompt_completion) "
         f"or '{cfg.problem_column}' + '{cfg.reasoning_column}' + '{cfg.answer_column}' (trace); set data.format "
         "and the data.*_column keys"
     )
@@ -148,6 +153,13 @@ def row_segments(row: dict[str, Any], fmt: str, cfg: SFTDataSection, tokenizer, 
         if not isinstance(prompt, str):
             raise DataError(f"{where}: '{cfg.prompt_column}' must be a string or a list of messages, got {prompt!r:.80}")
         return [(prompt, False), (completion, True)]
+    if fmt == "question_completion":  # `r1kit generate` rows: the question under this model's own template
+        question, completion = row[cfg.question_column], row[cfg.completion_column]
+        for col, value in ((cfg.question_column, question), (cfg.completion_column, completion)):
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: empty '{col}'")
+        prompt = render_prompt(question, tokenizer, cfg.template, cfg.prefill, cfg.system_prompt)
+        return [(prompt, False), (completion.removeprefix(cfg.prefill), True)]
     problem, reasoning, answer = (row.get(c) for c in (cfg.problem_column, cfg.reasoning_column, cfg.answer_column))
     for col, value in ((cfg.problem_column, problem), (cfg.reasoning_column, reasoning), (cfg.answer_column, answer)):
         if value is None or not str(value).strip():

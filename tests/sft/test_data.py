@@ -142,3 +142,16 @@ def test_bad_rows_name_the_file_the_row_and_what_is_missing(row, message):
 def test_a_named_format_needs_its_columns():
     with pytest.raises(DataError, match="no column 'completion' \\(data.format prompt_completion\\); available columns: prompt"):
         build([{"prompt": "Q"}], format="prompt_completion")
+
+
+def test_generated_traces_are_rendered_with_this_models_template():
+    """`r1kit generate` rows (question + completion with the prefill) under a Llama-3 student's own
+    template, whatever template the teacher's `prompt` used."""
+    row = {"id": "q", "question": "What is 2 + 3?", "prompt": "<|im_start|>user\nteacher's prompt<|im_end|>\n",
+           "completion": RESPONSE, "answer": "5", "finish_reason": "stop"}
+    tok, (ex,), stats = build([row], "llama3")
+    assert stats.extra["format"] == "question_completion"
+    prompt = untrained_text(tok, ex)
+    assert "teacher's prompt" not in prompt and "<|start_header_id|>user<|end_header_id|>" in prompt
+    assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n<think>") and "What is 2 + 3?" in prompt
+    assert trained_text(tok, ex) == RESPONSE.removeprefix("<think>") + "<|eot_id|>"
