@@ -80,7 +80,7 @@ def test_unknown_key_without_a_near_match_lists_the_valid_ones():
         ("model.lora.r=0", "model.lora.r", ">= 1"),
         ("reward_runtime.timeout_s=0", "reward_runtime.timeout_s", "> 0"),
         ("rollout.vllm.retries=-1", "rollout.vllm.retries", ">= 0"),
-        ("stage=dpo_typo", "stage", "not one of ['eval', 'grpo', 'sft']"),
+        ("stage=dpo_typo", "stage", "not one of ['distill', 'dpo', 'eval', 'generate', 'grpo', 'pipeline', 'sft']"),
         ("train.diagnostic_rewards=[acuracy]", "train.diagnostic_rewards", "did you mean 'accuracy'"),
         ("train.lr=0", "train.lr", "> 0"),
         ("train.save_every=-1", "train.save_every", ">= 0"),
@@ -169,7 +169,7 @@ def test_old_reward_options_key_is_folded_into_the_rewards():
 
 
 def test_the_yaml_says_its_stage_and_a_command_checks_it(tmp_path):
-    assert set(STAGES) == {"grpo", "eval", "sft"} and STAGES["grpo"] is GRPORun
+    assert set(STAGES) == {"grpo", "eval", "sft", "generate", "dpo", "distill", "pipeline"} and STAGES["grpo"] is GRPORun
     path = tmp_path / "c.yaml"
     path.write_text("stage: grpo\ntrain: {max_steps: 3}\n")
     assert load_config(path, stage="grpo").train.max_steps == 3

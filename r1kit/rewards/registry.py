@@ -98,6 +98,8 @@ def resolve_reward(name: str) -> RewardFn:
     ``PluginReward`` (the same wrapper each time), which a worker process can import as well."""
     if name in REWARDS:
         return REWARDS[name]
+    if name.startswith("reward_model_") and "reward_model" in REWARDS:  # several learned reward models
+        return REWARDS["reward_model"]
     if ":" in name:
         fn = _import_reward(name)
         if any(fn is registered for registered in REWARDS.values()):
@@ -235,7 +237,7 @@ def check_reward_options(name: str, options: dict[str, Any]) -> None:
             hint = f"; did you mean '{close[0]}'" if close else ""
             takes = ", ".join(named) if named else "no options"
             raise ValueError(f"{name}: no option '{key}'{hint} (it takes: {takes})")
-    if builtin and options:
+    if builtin:  # a dry run on an empty batch: bad values, and options a reward cannot do without
         try:
             fn(prompts=[], completions=[], **options)
         except (TypeError, ValueError, KeyError) as e:

@@ -38,6 +38,7 @@ R1KIT_RUNS = {
     "overlong": Runs.IN_PROCESS,
     "repetition": Runs.IN_PROCESS,
     "language": Runs.IN_PROCESS,
+    "reward_model": Runs.IN_PROCESS,  # a torch model, loaded once in this process
 }
 
 

@@ -86,7 +86,8 @@ def test_only_the_arguments_a_signature_takes_are_passed():
 def test_r1kit_rewards_ignore_them():
     columns = {"task": ["arithmetic"] * 2, "answer": ["7"] * 2, "completion_ids": [[1, 2], [1]]}
     good = "<think>3 + 4 = 7</think> <answer>7</answer>"
-    ours = {name: 1.0 for name, fn in REWARDS.items() if fn.__module__.startswith("r1kit.")}
+    # (reward_model needs its model option: tests/rewards/test_reward_model.py)
+    ours = {name: 1.0 for name, fn in REWARDS.items() if fn.__module__.startswith("r1kit.") and name != "reward_model"}
     out = score(["p"] * 2, [good, "7"], columns, ours, trainer_state=TrainerState(2, 4))
     assert set(out.per_reward) >= {"accuracy", "length", "cosine_length", "format", "language"}
     assert sum(out.errors.values()) == 0 and sum(out.timeouts.values()) == 0
