@@ -110,6 +110,25 @@ class SFTRun(Section):
 
 
 @dataclass
+class LogitDistillSection(Section):
+    """Optional logit distillation (``r1kit.distill.logits``): the student matches the teacher's
+    next-token distributions on the traces' completion tokens. Needs one tokenizer for both."""
+
+    teacher: str | None = None  # None: SFT on the traces' tokens only
+    divergence: str = choice("forward_kl", "r1kit.distill.logits:DIVERGENCES")
+    beta: float = 0.5  # jsd: the teacher's weight in the mixture
+    temperature: float = 1.0
+    nll_weight: float = 0.0  # loss = divergence + nll_weight x the SFT loss on the trace tokens
+
+    def check(self) -> None:
+        if self.divergence == "jsd" and not 0 < self.beta < 1:
+            raise ConfigError(f"beta: must be in (0, 1) for jsd, got {self.beta}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature: must be > 0, got {self.temperature}")
+        at_least(self, 0, "nll_weight")
+
+
+@dataclass
 class DistillRun(SFTRun):
     """The root of ``r1kit distill CONFIG``: a student (Qwen2, Llama, ...) fine-tuned on a
     teacher's filtered traces (``r1kit generate`` then ``r1kit distill filter``: rows with
@@ -117,4 +136,5 @@ class DistillRun(SFTRun):
 
     stage: str = "distill"
     output_dir: str = "runs/distill"
+    logits: LogitDistillSection = field(default_factory=LogitDistillSection)
     stage_title = "distill"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from r1kit.config.sft import SFTRun
 from r1kit.data.loaders import open_dataset
@@ -49,8 +49,9 @@ def _stats_dict(stats: DataStats) -> dict[str, Any]:
     return {**d.pop("extra"), **d}
 
 
-def prepare(cfg: SFTRun) -> Prepared:
-    """Model, tokenizer, tokenized data and TRL's SFTTrainer over them."""
+def prepare(cfg: SFTRun, trainer_for: Callable[[Any, Any], type] | None = None) -> Prepared:
+    """Model, tokenizer, tokenized data and TRL's SFTTrainer over them. ``trainer_for(model,
+    tokenizer)``: another trainer class built on SFTTrainer (logit distillation)."""
     from trl import SFTConfig, SFTTrainer
 
     from r1kit.models import load_model
@@ -61,7 +62,7 @@ def prepare(cfg: SFTRun) -> Prepared:
     policy, _, tokenizer = load_model(cfg.model)
     ensure_pad(tokenizer, policy)
     examples, stats = build_examples(rows, cfg.data, tokenizer, stop_ids(tokenizer, policy))
-    trainer_class = with_r1kit_schedule(SFTTrainer, cfg.train)
+    trainer_class = with_r1kit_schedule(trainer_for(policy, tokenizer) if trainer_for else SFTTrainer, cfg.train)
 
     def make_trainer(args, callbacks):
         return trainer_class(model=policy, args=args, train_dataset=to_dataset(examples), processing_class=tokenizer,
