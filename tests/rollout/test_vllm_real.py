@@ -75,6 +75,19 @@ def test_colocated_engine_generates_and_follows_weight_updates(vllm_env):
     _assert_engine_checks(_probe(vllm_env, "vllm"))
 
 
+def test_generate_with_the_colocated_engine_as_teacher(vllm_env, tmp_path):
+    """`r1kit generate teacher.backend=vllm`: traces from a vLLM engine in the process, the same rows
+    as the HF teacher writes; a rerun finds every prompt complete."""
+    out = tmp_path / "traces.jsonl"
+    args = [sys.executable, "-m", "r1kit.cli", "generate", f"output={out}", "teacher.backend=vllm", "data.num_problems=3",
+            "sampling.k=2", "sampling.max_new_tokens=16", "progress=false"]
+    _run(args, vllm_env, cwd=tmp_path)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 6 and {r["sample_index"] for r in rows} == {0, 1}
+    assert all(r["completion"].startswith("<think>") and 0 < r["completion_tokens"] <= 16 for r in rows)
+    assert "3 prompts with all their traces" in _run(args, vllm_env, cwd=tmp_path).stdout
+
+
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
