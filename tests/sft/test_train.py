@@ -116,6 +116,12 @@ def test_lora_and_packing_and_schedules(setup, tmp_path):
     assert [r["lr"] for r in got] == pytest.approx([5e-3, 5e-3, 2.5e-3])
     assert not (run / "final" / "adapter_config.json").exists()  # merged: a plain model
     assert AutoModelForCausalLM.from_pretrained(run / "final").config.model_type == "qwen2"
+    checkpointed = tmp_path / "checkpointed"  # gradient checkpointing: the same losses, recomputed activations
+    train(load_config(None, overrides(setup, checkpointed, "model.gradient_checkpointing=true", "train.max_steps=2",
+                                      "train.shuffle=false"), stage="sft"))
+    plain = tmp_path / "plain"
+    train(load_config(None, overrides(setup, plain, "train.max_steps=2", "train.shuffle=false"), stage="sft"))
+    assert [r["loss"] for r in rows(checkpointed)] == pytest.approx([r["loss"] for r in rows(plain)], rel=1e-5)
     packed = tmp_path / "packed"
     train(load_config(None, overrides(setup, packed, "train.packing=true", "data.max_length=256", "train.max_steps=2"),
                       stage="sft"))
