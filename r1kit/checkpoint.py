@@ -106,9 +106,11 @@ def save_checkpoint(
     scheduler,
     data_state: dict[str, Any],
     keep_last: int,
+    rng_per_rank: list[dict[str, Any]] | None = None,
 ) -> Path:
     """``checkpoints/step-N``: the model (HF-loadable) and ``trainer_state.pt``, atomically; only
-    the last ``keep_last`` checkpoints stay."""
+    the last ``keep_last`` checkpoints stay. ``rng_per_rank``: every process's RNG states (a run
+    of several processes), saved beside this process's."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     state = {
@@ -118,6 +120,8 @@ def save_checkpoint(
         "rng": rng_state(),
         "data": data_state,
     }
+    if rng_per_rank is not None:
+        state["rng_per_rank"] = rng_per_rank
 
     def write(tmp: Path) -> None:
         policy.save_pretrained(tmp)

@@ -246,8 +246,9 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"r1kit {args.command}: give a CONFIG file or --resume RUN_DIR")
         cfg = load_config(path, overrides, stage=args.command)
         run_dir = train(cfg)
-    print(f"[r1kit] run directory: {run_dir}")
-    print(f"[r1kit] {summarize(run_dir)}")
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, process 0 reports
+        print(f"[r1kit] run directory: {run_dir}")
+        print(f"[r1kit] {summarize(run_dir)}")
     return 0
 
 

@@ -172,7 +172,10 @@ def autocast(device: torch.device, amp: torch.dtype | None):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def load_tokenizer(name_or_path: str):

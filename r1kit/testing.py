@@ -119,8 +119,9 @@ def save_tiny(path: str | Path, arch: str = "llama", seed: int = 0) -> Path:
 def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | Path, marker: str,
                            timeout_s: float = 180.0) -> int:
     """Start ``cmd`` with its output in ``log_path``, wait until ``marker`` is printed (a test hook
-    pausing the process at a known point), SIGKILL it, and return its exit status (-9). Fails if
-    the process exits first or the marker does not come within ``timeout_s``."""
+    pausing the process at a known point), SIGKILL it and every process it started (a launcher's
+    workers), and return its exit status (-9). Fails if the process exits first or the marker does
+    not come within ``timeout_s``."""
     import os
     import signal
     import subprocess
@@ -128,7 +129,7 @@ def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | 
 
     log_path = Path(log_path)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout_s
             while marker not in log_path.read_text():
@@ -137,9 +138,31 @@ def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | 
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no {marker!r} within {timeout_s:.0f} s")
                 time.sleep(0.1)
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_cmd(num_processes: int, *args: str) -> list[str]:
+    """The command line running ``r1kit ARGS`` on ``num_processes`` processes of this machine
+    through ``accelerate launch`` (gloo on CPU, NCCL on GPUs); one process: plain ``python -m r1kit``."""
+    import sys
+
+    if num_processes == 1:
+        return [sys.executable, "-m", "r1kit", *args]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), "-m", "r1kit", *args,
+    ]

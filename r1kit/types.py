@@ -14,7 +14,7 @@ Names that are a convention elsewhere keep it: reward functions take TRL's ``pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -95,3 +95,8 @@ class Batch:
             return t
 
         return Batch(**{f.name: cut(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    def without_signal(self) -> "Batch":
+        """The same rows with no token counted and zero advantages: a forward and backward pass
+        of it changes no gradient (what a process with no rows of its own runs)."""
+        return replace(self, completion_mask_NT=torch.zeros_like(self.completion_mask_NT), adv_N=torch.zeros_like(self.adv_N))

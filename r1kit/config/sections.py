@@ -136,6 +136,11 @@ class RolloutSection(Section):
     top_k: int = 0
     # Sequences per generate() call; 0 = all prompts x group at once.
     batch_size: int = 0
+    # Where sampling randomness comes from. "stream": one RNG stream for the run (a completion
+    # depends on what else is in the batch); "per_prompt": each prompt's completions from a seed
+    # of (seed, step, position in the step), the same whatever the number of processes or
+    # batch_size; "auto": per_prompt under several processes, else stream.
+    seeding: str = choice("auto", "r1kit.rollout:SEEDING")
     vllm: VLLMSection = field(default_factory=VLLMSection)
 
     def check(self) -> None:

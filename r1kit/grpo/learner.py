@@ -6,12 +6,14 @@ distinct prompts in a micro-batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
 import torch
 
 from r1kit.config import GRPOSection, TrainSection
+from r1kit.distributed import World, reduce_metrics, shard_bounds, unwrap
 from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
 from r1kit.schedules import build_scheduler
@@ -104,7 +106,7 @@ def _shared_prompt_logits(model, batch: Batch, uniq_U2L: torch.Tensor, inverse_N
     L = batch.prompt_ids_NL.shape[1]
     U = uniq_U2L.shape[0]
     ids_UL, mask_UL = uniq_U2L[:, :L], uniq_U2L[:, L:]
-    cache = DynamicCache(config=getattr(model, "config", None))
+    cache = DynamicCache(config=getattr(unwrap(model), "config", None))
     out = model(
         input_ids=ids_UL, attention_mask=mask_UL, position_ids=positions(mask_UL),
         past_key_values=cache, use_cache=True, logits_to_keep=1,
@@ -135,7 +137,8 @@ def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Te
 
 
 def _completion_logits(model, batch: Batch) -> torch.Tensor:
-    checkpointing = getattr(model, "is_gradient_checkpointing", False) and model.training
+    inner = unwrap(model)  # attributes live on the module, not on an engine's wrapper
+    checkpointing = getattr(inner, "is_gradient_checkpointing", False) and inner.training
     if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
         key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
         uniq_U2L, inverse_N = torch.unique(key_N2L, dim=0, return_inverse=True)
@@ -197,20 +200,31 @@ def sampling_mismatch(
 
 
 class Learner:
-    """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates."""
+    """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates.
+
+    Under several processes (``world``) the model and optimizer are prepared by accelerate (DDP,
+    FSDP2 or DeepSpeed, whichever ``accelerate launch`` configured): ``step`` is given the whole
+    step's batch on every process, trains on this process's contiguous share of its rows with the
+    whole batch's token and sequence counts as denominators, and the engine averages gradients.
+    """
 
     def __init__(
         self, policy, ref, grpo: GRPOSection, train: TrainSection, max_completion_length: int, temperature: float = 1.0,
-        amp: torch.dtype | None = None,
+        amp: torch.dtype | None = None, world: World | None = None,
     ):
         self.amp = amp  # autocast dtype for forward passes (None: the weights' dtype)
         self.policy, self.ref, self.grpo, self.train_cfg = policy, ref, grpo, train
+        self.world = world or World()
         self.temperature = temperature  # the rollout's: log-probs of the sampling distribution
         self.max_completion_length = max_completion_length  # the Dr. GRPO normaliser
         params = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
         )
+        # the module forward and backward passes run through: the engine's wrapper, or the policy
+        self.model = policy
+        if self.world.distributed:
+            self.model, self.optimizer = self.world.accelerator.prepare(policy, self.optimizer)
         self.scheduler = self._schedule()
         self.device = next(policy.parameters()).device
 
@@ -271,7 +285,7 @@ class Learner:
         full batch's). Returns (loss, entropy sum, metrics)."""
         g, cfg = self.grpo, self.train_cfg
         with autocast(self.device, self.amp):
-            logits_NTV = completion_logits(self.policy, mb, self.temperature)
+            logits_NTV = completion_logits(self.model, mb, self.temperature)
         logp_NT = selective_log_softmax(logits_NTV, mb.completion_ids_NT, cfg.logit_chunk)
         entropy = entropy_sum(logits_NTV, mb.completion_mask_NT, cfg.logit_chunk)
         del logits_NTV
@@ -289,43 +303,78 @@ class Learner:
             m.update(sampling_mismatch(
                 old_NT, mb.sampling_logp_NT, mb.completion_mask_NT, g.is_correction, g.is_cap, is_weight=is_w,
             ))
-        loss.backward()
+        # the engine averages gradients over processes; each loss is a share of the global sum
+        (loss * self.world.size).backward()
         return float(loss.detach()), entropy, m
 
+    def _own_rows(self, batch: Batch) -> Batch:
+        """This process's contiguous share of the step's rows (all of them on one process)."""
+        if not self.world.distributed:
+            return batch
+        lo, hi = shard_bounds(len(batch), self.world)
+        return batch.select(torch.arange(lo, hi))
+
+    def _padded_micro_batches(self, mine: Batch, batch: Batch) -> list[Batch]:
+        """The micro-batches of this process's rows, as many on every process: one with fewer
+        runs copies of a micro-batch with nothing counted (:meth:`Batch.without_signal`: a zero
+        gradient), because each backward pass under the engine is a collective."""
+        mbs = [mine.select(idx) for idx in self._micro_batches(mine)] if len(mine) else []
+        if self.world.distributed:
+            width = int(reduce_metrics({"micro_batches/max": float(len(mbs))}, self.world)["micro_batches/max"])
+            blank = (mbs[0] if mbs else batch.select(torch.arange(0, 1))).without_signal()
+            mbs += [blank] * (width - len(mbs))
+        return mbs
+
     def step(self, batch: Batch) -> dict[str, float]:
-        """mu optimizer steps on one generated batch; returns averaged metrics."""
+        """mu optimizer steps on one generated batch (the whole step's, on every process);
+        returns averaged metrics, the same on every process."""
         g, cfg = self.grpo, self.train_cfg
-        old_NT, ref_NT = self._logprobs(batch)
-        batch = dataclasses.replace(batch, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
-        self.policy.train()
         n_tokens = float(batch.completion_mask_NT.sum())
         n_seqs = float(len(batch))
+        mine = self._own_rows(batch)
+        old_NT, ref_NT = self._logprobs(mine)
+        mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
+        micro = self._padded_micro_batches(mine, batch)
+        self.policy.train()
         sums: dict[str, float] = {}
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            loss_total, ent_total = 0.0, 0.0
-            for idx in self._micro_batches(batch):
-                mb = self._to_device(batch.select(idx))
-                loss, entropy, m = self._micro_step(mb, n_tokens, n_seqs)
-                loss_total += loss
-                ent_total += entropy
+            part: dict[str, float] = {"loss": 0.0, "entropy": 0.0}
+            for i, mb in enumerate(micro):
+                mb = self._to_device(mb)
+                with self._sync(last=i == len(micro) - 1):
+                    loss, entropy, m = self._micro_step(mb, n_tokens, n_seqs)
+                part["loss"] += loss
+                part["entropy"] += entropy / max(1.0, n_tokens)
                 tok_share = float(mb.completion_mask_NT.sum()) / max(1.0, n_tokens)
                 for k, v in m.items():  # token-weighted means over micro-batches; maxima stay maxima
-                    if k.endswith("/max"):
-                        sums[k] = max(sums.get(k, 0.0), v)
-                    else:
-                        sums[k] = sums.get(k, 0.0) + v * tok_share / g.num_iterations
-            if not math.isfinite(loss_total):
-                raise FloatingPointError(f"non-finite loss {loss_total}")
-            params = [p for p in self.policy.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm {float(grad_norm)}")
+                    part[k] = max(part.get(k, 0.0), v) if k.endswith("/max") else part.get(k, 0.0) + v * tok_share
+            part = reduce_metrics(part, self.world)  # each process held its share of the sums
+            if not math.isfinite(part["loss"]):
+                raise FloatingPointError(f"non-finite loss {part['loss']}")
+            grad_norm = self._clip_grad_norm(cfg.max_grad_norm or float("inf"))
+            if not math.isfinite(grad_norm):
+                raise FloatingPointError(f"non-finite gradient norm {grad_norm}")
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.scheduler.step()
-            sums["loss"] = sums.get("loss", 0.0) + loss_total / g.num_iterations
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) / g.num_iterations
-            sums["entropy"] = sums.get("entropy", 0.0) + ent_total / max(1.0, n_tokens) / g.num_iterations
+            for k, v in part.items():
+                sums[k] = max(sums.get(k, 0.0), v) if k.endswith("/max") else sums.get(k, 0.0) + v / g.num_iterations
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / g.num_iterations
             sums["lr"] = lr
         return sums
+
+    def _sync(self, last: bool):
+        """Gradients are reduced across processes only on an optimizer step's last micro-batch."""
+        if self.world.distributed and not last:
+            return self.world.accelerator.no_sync(self.model)
+        return contextlib.nullcontext()
+
+    def _clip_grad_norm(self, max_norm: float) -> float:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.world.distributed:  # the engine's own norm (sharded gradients under FSDP / ZeRO)
+            norm = self.world.accelerator.clip_grad_norm_(params, max_norm)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        return float(norm)

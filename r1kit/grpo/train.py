@@ -19,6 +19,7 @@ from r1kit.checkpoint import (
     latest_checkpoint,
     load_policy_weights,
     load_trainer_state,
+    rng_state,
     save_checkpoint,
     save_model_dir,
     set_rng_state,
@@ -28,7 +29,8 @@ from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
-from r1kit.rewards import TrainerState, score_groups
+from r1kit.distributed import World, barrier, gather_objects, init_world, prompt_seed, shard_bounds
+from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
 from r1kit.rundir import (  # noqa: F401 - PAUSE_ENV, STATE_FILE, TrainingError: part of this module's API
     PAUSE_ENV,
@@ -88,17 +90,57 @@ def _mean_logged(logged: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(p[k] for p in logged if k in p) / sum(k in p for p in logged) for k in names}
 
 
-def rollout_and_score(cfg: GRPORun, source, rollout, trainer_state=None) -> StepResult:
+def per_prompt_seeding(cfg: GRPORun, world: World) -> bool:
+    """``rollout.seeding``: per-prompt seeds (``auto``: whenever several processes share a step)."""
+    return cfg.rollout.seeding == "per_prompt" or (cfg.rollout.seeding == "auto" and world.distributed)
+
+
+def _gather_scored(groups_P: list[Group], scores: Scores, world: World) -> tuple[list[Group], Scores]:
+    """Every process's groups and scores, in prompt order (one process: unchanged)."""
+    if not world.distributed:
+        return groups_P, scores
+    parts = gather_objects((groups_P, scores), world)
+    per_reward = {k: [v for _, sc in parts for v in sc.per_reward[k]] for k in scores.per_reward}
+
+    def summed(attr: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, sc in parts:
+            for k, v in getattr(sc, attr).items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    merged = Scores(
+        total=[t for _, sc in parts for t in sc.total], per_reward=per_reward,
+        errors=summed("errors"), skipped=summed("skipped"), timeouts=summed("timeouts"),
+        logged=_mean_logged([sc.logged for _, sc in parts if sc.total]),
+    )
+    return [g for gs, _ in parts for g in gs], merged
+
+
+def rollout_and_score(
+    cfg: GRPORun, source, rollout, trainer_state=None, world: World | None = None, step: int = 0,
+) -> StepResult:
     """Generate G completions per prompt and score them; with dynamic sampling, groups whose
-    rewards are all equal are dropped and refilled from new prompts (bounded rounds)."""
+    rewards are all equal are dropped and refilled from new prompts (bounded rounds).
+
+    Under several processes every process draws the same prompts, generates and scores its own
+    contiguous share, and receives everyone's: what follows sees the whole step on each process."""
+    world = world or World()
     G, want = cfg.rollout.group_size, cfg.train.prompts_per_step
     weights = _scored_rewards(cfg)
+    seeded = per_prompt_seeding(cfg, world)
 
-    def generate_and_score(n: int):
-        groups_P = rollout.generate(source.next_batch(n))
-        return groups_P, score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
+    def generate_and_score(n: int, round_: int):
+        samples_P = source.next_batch(n)
+        lo, hi = shard_bounds(n, world)
+        seeds = [prompt_seed(cfg.seed, step, round_, i) for i in range(lo, hi)] if seeded else None
+        if hi == lo:  # more processes than prompts in a refill round: this one waits for the rest
+            return _gather_scored([], Scores([], {k: [] for k in weights}, {}, {}), world)
+        groups_P = rollout.generate(samples_P[lo:hi], seeds)
+        scores = score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
+        return _gather_scored(groups_P, scores, world)
 
-    groups, scores = generate_and_score(want)
+    groups, scores = generate_and_score(want, 0)
     rewards = torch.tensor(scores.total, dtype=torch.float32)
     zero_var_frac = float(zero_variance_groups(rewards, G).float().mean())
     calls = [(groups, scores)]
@@ -107,7 +149,7 @@ def rollout_and_score(cfg: GRPORun, source, rollout, trainer_state=None) -> Step
         kept, totals, columns, dropped = informative_groups(groups, scores.total, scores.per_reward, G, want)
         while len(kept) < want and rounds < cfg.grpo.max_resample_rounds:
             rounds += 1
-            more, sc = generate_and_score(want - len(kept))
+            more, sc = generate_and_score(want - len(kept), rounds)
             calls.append((more, sc))
             new, new_totals, new_columns, new_dropped = informative_groups(more, sc.total, sc.per_reward, G, want - len(kept))
             kept, totals, dropped = kept + new, totals + new_totals, dropped + new_dropped
@@ -192,7 +234,7 @@ def _sample_rows(step: int, res: StepResult, adv: torch.Tensor, log_all: bool) -
     return rows
 
 
-def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
+def _restore(cfg: GRPORun, policy, learner: Learner, source, world: World) -> dict[str, Any]:
     """Load the last complete checkpoint of ``cfg.output_dir`` into the live objects.
 
     Only reads: a checkpoint that does not fit the config fails here, before the run directory's
@@ -213,29 +255,50 @@ def _restore(cfg: GRPORun, policy, learner: Learner, source) -> dict[str, Any]:
     except (ValueError, KeyError, RuntimeError) as e:
         raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
     source.load_state_dict(state["data"])
-    set_rng_state(state["rng"])
+    per_rank = state.get("rng_per_rank") or [state["rng"]]
+    if len(per_rank) != world.size and world.is_main:
+        print(f"[r1kit] note: {ckpt} was saved by {len(per_rank)} process(es), this run has {world.size}: "
+              "processes without a saved RNG state take process 0's", file=sys.stderr)
+    set_rng_state(per_rank[world.rank] if world.rank < len(per_rank) else per_rank[0])
     state["path"] = ckpt
     return state
 
 
-def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner) -> str | None:
+def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner, world: World) -> str | None:
     """Save ``checkpoints/step-N`` every ``save_every`` steps and at the last step (so `--resume`
-    with more steps continues from it); the path, or None when this step saves nothing."""
+    with more steps continues from it); the path, or None when this step saves nothing.
+    Process 0 writes it, with every process's RNG state; the rest is the same on all of them."""
     t = cfg.train
     if not t.save_every or (step % t.save_every and step != t.max_steps):
         return None
-    path = save_checkpoint(
-        run_dir, step, parts.policy, parts.tokenizer, learner.optimizer, learner.scheduler,
-        parts.source.state_dict(), t.keep_last,
-    )
+    rngs = gather_objects(rng_state(), world)
+    path = run_dir / "checkpoints" / f"step-{step}"
+    if world.is_main:
+        path = save_checkpoint(
+            run_dir, step, parts.policy, parts.tokenizer, learner.optimizer, learner.scheduler,
+            parts.source.state_dict(), t.keep_last, rng_per_rank=rngs if world.distributed else None,
+        )
+    barrier(world)
     return str(path)
 
 
-def _run_step(cfg: GRPORun, step: int, parts, learner: Learner, monitor: HackingMonitor, last_ckpt: str | None):
+def sync_rollout(rollout, policy, world: World) -> None:
+    """Send the learner's weights to the generator: to each process's own engine, or once (by
+    process 0) to a server every process shares."""
+    if world.is_main or not getattr(rollout, "shared_by_processes", False):
+        rollout.sync_weights(policy)
+    barrier(world)
+
+
+def _run_step(
+    cfg: GRPORun, step: int, parts, learner: Learner, monitor: HackingMonitor, last_ckpt: str | None, world: World,
+):
     """One GRPO step: rollout and scoring, group advantages, one learner update, weight sync.
     Returns the step's metrics row, its warnings, the scored groups and their advantages."""
     t0 = time.perf_counter()
-    res = rollout_and_score(cfg, parts.source, parts.rollout, TrainerState(step - 1, cfg.train.max_steps))
+    res = rollout_and_score(
+        cfg, parts.source, parts.rollout, TrainerState(step - 1, cfg.train.max_steps), world, step,
+    )
     t1 = time.perf_counter()
     adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
     batch = make_batch(res.groups, adv, parts.tokenizer.pad_token_id, cfg.grpo.mask_truncated)
@@ -245,7 +308,7 @@ def _run_step(cfg: GRPORun, step: int, parts, learner: Learner, monitor: Hacking
     except FloatingPointError as e:
         raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
     t3 = time.perf_counter()
-    parts.rollout.sync_weights(parts.policy)
+    sync_rollout(parts.rollout, parts.policy, world)
     t4 = time.perf_counter()
     times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
     if not parts.rollout.shares_weights:
@@ -263,79 +326,137 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[st
     return eval_row(parts.policy, parts.tokenizer, cfg, run_dir, step, benches, parts.amp)
 
 
+def check_world(cfg: GRPORun, world: World) -> None:
+    """Each process gets whole groups, as many as the others: refused before any work otherwise."""
+    P, n = cfg.train.prompts_per_step, world.size
+    if n > P:
+        raise TrainingError(f"{n} processes but train.prompts_per_step={P}: each process needs at least one prompt")
+    if P % n:
+        raise TrainingError(
+            f"train.prompts_per_step={P} does not split into whole groups over {n} processes "
+            f"(use a multiple of {n}, e.g. {P + n - P % n})"
+        )
+
+
+class _Records:
+    """The run directory's live records -- run_state.json, metrics, samples, the progress bar --
+    kept by process 0 only; on the other processes every call does nothing."""
+
+    def __init__(self, cfg: GRPORun, run_dir: Path, start: int, world: World):
+        self.run_dir, self.on = run_dir, world.is_main
+        self.logger = self.bar = None
+        if not self.on:
+            return
+        self.logger = RunLogger(run_dir, cfg.train.tensorboard)
+        if cfg.train.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
+
+    def state(self, **fields: Any) -> None:
+        if self.on:
+            write_state(self.run_dir, **fields)
+
+    def step(self, step: int, row: dict[str, Any], warnings: list[str], samples: list[dict] | None,
+             evaluated: dict[str, float]) -> None:
+        if not self.on:
+            return
+        self.logger.log_metrics(row)
+        for w in warnings:
+            msg = f"[r1kit] step {step}: warning: {w}"
+            self.bar.write(msg, file=sys.stderr) if self.bar is not None else print(msg, file=sys.stderr)
+        if samples:
+            self.logger.log_samples(samples)
+        if self.bar is not None:
+            self.bar.set_postfix(
+                reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
+                **{f"eval_{name}": f"{v:.2f}" for name, v in evaluated.items()}, s_step=f"{row['time/step']:.1f}",
+            )
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+
+
+def _open_run_dir(cfg: GRPORun, state: dict | None, world: World) -> Path:
+    """Process 0 makes the run directory ready (new, or resumed after the checkpoint's step)."""
+    if world.is_main:
+        resumed_run_dir(cfg, int(state["step"])) if state else new_run_dir(cfg, "grpo")
+    barrier(world)
+    return Path(cfg.output_dir)
+
+
 def train(cfg: GRPORun, resume: bool = False) -> Path:
-    """Run GRPO as configured; returns the run directory."""
+    """Run GRPO as configured; returns the run directory. Under ``accelerate launch`` with
+    several processes, each trains on its share of every step (see :mod:`r1kit.distributed`)."""
     from r1kit.eval.benchmarks import load_benchmark
 
     # Everything that can fail on bad input happens before the run directory is touched,
     # the cheap checks of the run directory itself first.
+    world = init_world()
+    check_world(cfg, world)
     check_run_dir(Path(cfg.output_dir), resume, "grpo")
+    barrier(world)  # every process has checked before process 0 writes
     benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
     parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
     policy, tokenizer, rollout = parts.policy, parts.tokenizer, parts.rollout
     learner = Learner(
-        policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp
+        policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp, world,
     )
 
-    state = _restore(cfg, policy, learner, parts.source) if resume else None
+    state = _restore(cfg, policy, learner, parts.source, world) if resume else None
     if state is not None or rollout.needs_initial_sync:
         # the engine holds what it loaded (or whatever a server last received): start in step
-        rollout.sync_weights(policy)
+        sync_rollout(rollout, policy, world)
     start = int(state["step"]) if state else 0
-    run_dir = resumed_run_dir(cfg, start) if state else new_run_dir(cfg, "grpo")
+    run_dir = _open_run_dir(cfg, state, world)
     last_ckpt = str(state["path"]) if state else None
-    write_state(run_dir, status="running", step=start, last_checkpoint=last_ckpt)
-
-    logger = bar = None
+    records = None
     done = start  # last completed step
     monitor = HackingMonitor()
     evaluated: dict[str, float] = {}  # the last eval pass@1 per dataset, for the progress bar
     monitor.replay(read_jsonl(run_dir / "metrics.jsonl"))  # resumed runs keep their baseline
     try:
-        logger = RunLogger(run_dir, cfg.train.tensorboard)
-        if cfg.train.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
+        records = _Records(cfg, run_dir, start, world)
+        records.state(status="running", step=start, last_checkpoint=last_ckpt)
         for step in range(start + 1, cfg.train.max_steps + 1):
-            row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt)
+            row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt, world)
             if _eval_due(cfg, step):
-                row.update(_run_eval(cfg, step, parts, run_dir, benches))
-                evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
-            logger.log_metrics(row)
-            for w in warnings:
-                msg = f"[r1kit] step {step}: warning: {w}"
-                bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr)
+                if world.is_main:  # the other processes wait: the eval runs on the unwrapped policy
+                    row.update(_run_eval(cfg, step, parts, run_dir, benches))
+                    evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
+                barrier(world)
+            logged = cfg.train.samples_every and step % cfg.train.samples_every == 0
+            records.step(step, row, warnings, _sample_rows(step, res, adv, cfg.train.log_all_samples) if logged else None,
+                         evaluated)
             done = step
-            if cfg.train.samples_every and step % cfg.train.samples_every == 0:
-                logger.log_samples(_sample_rows(step, res, adv, cfg.train.log_all_samples))
-            saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner)
+            saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner, world)
             if saved:
                 last_ckpt = saved
-                pause_for_tests(step)
-            write_state(run_dir, status="running", step=step, last_checkpoint=last_ckpt)
-            if bar is not None:
-                bar.set_postfix(
-                    reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('accuracy', float('nan')):.2f}",
-                    **{f"eval_{name}": f"{v:.2f}" for name, v in evaluated.items()}, s_step=f"{row['time/step']:.1f}",
-                )
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-            bar = None
-        if read_jsonl(run_dir / "metrics.jsonl"):
-            plot_run(run_dir)
-        final = save_model_dir(run_dir / "final", policy, tokenizer)
+                if world.is_main:
+                    pause_for_tests(step)
+            records.state(status="running", step=step, last_checkpoint=last_ckpt)
+        records.close()
+        final = run_dir / "final"
+        if world.is_main:
+            if read_jsonl(run_dir / "metrics.jsonl"):
+                plot_run(run_dir)
+            save_model_dir(final, policy, tokenizer)
+        barrier(world)
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]
-        write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
+        if world.is_main:
+            write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
         raise
     finally:
-        if bar is not None:
-            bar.close()
-        if logger is not None:
-            logger.close()
-    write_state(run_dir, status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
+        if records is not None:
+            records.close()
+    records.state(status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))
     return run_dir
 
 

@@ -14,6 +14,8 @@ from r1kit.types import Group, Sample
 
 # rollout.backend: the backends build_rollout knows
 BACKENDS = ("hf", "vllm", "vllm-server")
+# rollout.seeding (see RolloutSection)
+SEEDING = ("auto", "stream", "per_prompt")
 
 
 class RolloutBackend(Protocol):
@@ -21,9 +23,12 @@ class RolloutBackend(Protocol):
     shares_weights: bool  # generates with the learner's own model: nothing to sync, no sync time
     needs_initial_sync: bool  # may hold other weights than the policy's at start (a server)
     has_sampling_logps: bool  # its Groups carry the engine's per-token log-probs
+    shared_by_processes: bool  # one generator for all training processes (a server): process 0 syncs it
 
-    def generate(self, samples_P: list[Sample]) -> list[Group]:
-        """G = rollout.group_size completions for each sample, in order."""
+    def generate(self, samples_P: list[Sample], seeds_P: list[int] | None = None) -> list[Group]:
+        """G = rollout.group_size completions for each sample, in order. ``seeds_P``: one seed
+        per sample that alone decides its completions' randomness (``rollout.seeding``), else
+        the backend's own stream."""
         ...
 
     def sync_weights(self, model) -> None:

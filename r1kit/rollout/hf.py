@@ -16,8 +16,13 @@ from r1kit.models import autocast
 from r1kit.types import Group, Sample
 
 
-def sample_next(logits_NV: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
-    """Sample one token per row: temperature, then top-k (0 = off), then nucleus top-p (1 = off)."""
+def sample_next(
+    logits_NV: torch.Tensor, temperature: float, top_p: float, top_k: int, generators_N: list | None = None
+) -> torch.Tensor:
+    """Sample one token per row: temperature, then top-k (0 = off), then nucleus top-p (1 = off).
+
+    ``generators_N``: one ``torch.Generator`` per row, so a row's draw does not depend on which
+    other rows share the batch (``rollout.seeding: per_prompt``); None: torch's global RNG."""
     if temperature == 0:
         return logits_NV.argmax(-1)
     logits_NV = logits_NV.float() / temperature
@@ -31,7 +36,23 @@ def sample_next(logits_NV: torch.Tensor, temperature: float, top_p: float, top_k
         drop_sorted = probs.cumsum(-1) - probs >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits_NV = logits_NV.masked_fill(drop, float("-inf"))
-    return torch.multinomial(logits_NV.softmax(-1), 1).squeeze(-1)
+    probs_NV = logits_NV.softmax(-1)
+    if generators_N is None:
+        return torch.multinomial(probs_NV, 1).squeeze(-1)
+    return torch.cat([torch.multinomial(p_V, 1, generator=g) for p_V, g in zip(probs_NV, generators_N)])
+
+
+def row_generators(seeds_P: list[int], group_size: int, device) -> list[torch.Generator]:
+    """One generator per completion row: row j of prompt i is seeded from (seeds_P[i], j)."""
+    from r1kit.distributed import prompt_seed
+
+    gens = []
+    for s in seeds_P:
+        for j in range(group_size):
+            g = torch.Generator(device=device)
+            g.manual_seed(prompt_seed(s, j))
+            gens.append(g)
+    return gens
 
 
 @torch.no_grad()
@@ -45,8 +66,10 @@ def generate_groups(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
+    seeds_P: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``group_size`` continuations of each prompt.
+    """Sample ``group_size`` continuations of each prompt (``seeds_P``: one seed per prompt, see
+    :func:`sample_next`).
 
     Returns ``tokens_NT`` [N = len(prompt_ids) * G, T = max_new_tokens] (pad after EOS, groups contiguous)
     and ``lengths_N`` (tokens generated, EOS included).
@@ -72,8 +95,10 @@ def generate_groups(
     lengths_N = torch.full((N,), max_new_tokens, dtype=torch.long, device=device)
     rows_N = torch.arange(N, device=device)  # original row of each still-running sequence
     eos_t = torch.tensor(eos_ids, device=device)
+    gens_N = None if seeds_P is None else row_generators(seeds_P, group_size, device)
     for t in range(max_new_tokens):
-        tok_N = sample_next(logits_NV, temperature, top_p, top_k)
+        running = None if gens_N is None else [gens_N[r] for r in rows_N.tolist()]
+        tok_N = sample_next(logits_NV, temperature, top_p, top_k, running)
         tokens_NT[rows_N, t] = tok_N
         done_N = torch.isin(tok_N, eos_t)
         lengths_N[rows_N[done_N]] = t + 1
@@ -117,13 +142,13 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 class HFRollout:
     """Generation with the training model itself; ``sync_weights`` is a no-op (shared weights)."""
 
-    shares_weights, needs_initial_sync, has_sampling_logps = True, False, False
+    shares_weights, needs_initial_sync, has_sampling_logps, shared_by_processes = True, False, False, False
 
     def __init__(self, model, tokenizer, cfg: RolloutSection, amp=None):
         self.model, self.tokenizer, self.cfg, self.amp = model, tokenizer, cfg, amp
         self.eos_ids = eos_token_ids(model, tokenizer)
 
-    def generate(self, samples_P: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample], seeds_P: list[int] | None = None) -> list[Group]:
         cfg, tok = self.cfg, self.tokenizer
         prompt_ids_P = [encode_prompt(tok, s.prompt) for s in samples_P]
         # prompts per forward chunk; rollout.batch_size counts sequences (prompts x group)
@@ -137,7 +162,7 @@ class HFRollout:
                 with autocast(next(self.model.parameters()).device, self.amp):
                     tokens_NT, lengths_N = generate_groups(
                         self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
-                        cfg.temperature, cfg.top_p, cfg.top_k,
+                        cfg.temperature, cfg.top_p, cfg.top_k, None if seeds_P is None else seeds_P[lo : lo + step],
                     )
                 tokens, lengths = tokens_NT.tolist(), lengths_N.tolist()
                 for i, ids in enumerate(chunk):

@@ -82,8 +82,11 @@ def check_architecture(model_path: str) -> None:
         )
 
 
-def _seeds(n: int) -> list[int]:
-    """n request seeds from torch's global RNG: checkpointed with it, so resumed runs repeat."""
+def _seeds(n: int, seeds_P: list[int] | None = None) -> list[int]:
+    """n request seeds: from the caller's per-prompt seeds (folded into vLLM's 31-bit range), else
+    from torch's global RNG (checkpointed with it, so resumed runs repeat)."""
+    if seeds_P is not None:
+        return [s % (2**31 - 1) for s in seeds_P]
     return torch.randint(0, 2**31 - 1, (n,)).tolist()
 
 
@@ -126,8 +129,8 @@ def engine_kwargs(cfg: RolloutSection, device: torch.device, amp: torch.dtype | 
 class VLLMRollout:
     """A vLLM engine living in the trainer's process (``rollout.backend: vllm``)."""
 
-    # it loads the policy's own model directory at start
-    shares_weights, needs_initial_sync, has_sampling_logps = False, False, True
+    # it loads the policy's own model directory at start; one engine per process
+    shares_weights, needs_initial_sync, has_sampling_logps, shared_by_processes = False, False, True, False
 
     def __init__(self, model, tokenizer, cfg: RolloutSection, model_path: str, amp=None, seed: int = 0):
         vllm = import_vllm()
@@ -172,10 +175,10 @@ class VLLMRollout:
             self.llm.wake_up()
             self.sleeping = False
 
-    def generate(self, samples_P: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample], seeds_P: list[int] | None = None) -> list[Group]:
         self._wake()
         prompt_ids_P = [encode_prompt(self.tokenizer, s.prompt) for s in samples_P]
-        params = [self._params(s) for s in _seeds(len(samples_P))]
+        params = [self._params(s) for s in _seeds(len(samples_P), seeds_P)]
         try:
             outs_P = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids_P], params, use_tqdm=False)
         except self._request_errors as e:  # e.g. a prompt longer than the engine's max_model_len
@@ -213,8 +216,8 @@ class VLLMRollout:
 class VLLMServerRollout:
     """Client of a generation server started with ``r1kit vllm-serve MODEL`` (``rollout.backend: vllm-server``)."""
 
-    # the server holds whatever it loaded or last received
-    shares_weights, needs_initial_sync, has_sampling_logps = False, True, True
+    # the server holds whatever it loaded or last received; every process's requests go to it
+    shares_weights, needs_initial_sync, has_sampling_logps, shared_by_processes = False, True, True, True
 
     def __init__(self, model, tokenizer, cfg: RolloutSection):
         self.tokenizer, self.cfg = tokenizer, cfg
@@ -306,10 +309,10 @@ class VLLMServerRollout:
         choices = self._call("POST", "/v1/completions", body)["choices"]
         return sorted(choices, key=lambda ch: ch["index"])
 
-    def generate(self, samples_P: list[Sample]) -> list[Group]:
+    def generate(self, samples_P: list[Sample], seeds_P: list[int] | None = None) -> list[Group]:
         prompt_ids_P = [encode_prompt(self.tokenizer, s.prompt) for s in samples_P]
         completions_P = []
-        for ids, seed in zip(prompt_ids_P, _seeds(len(samples_P))):  # one request per prompt: own seed
+        for ids, seed in zip(prompt_ids_P, _seeds(len(samples_P), seeds_P)):  # one request per prompt: own seed
             choices = self._complete([ids], seed)
             if len(choices) != _n_requested(self.cfg):
                 raise RolloutError(f"vLLM server at {self.url} returned {len(choices)} completions, expected {_n_requested(self.cfg)}")
