@@ -48,14 +48,17 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_world() -> World:
+def init_world(engine: bool = True) -> World:
     """The world this process runs in; under ``accelerate launch`` with N > 1 processes this
-    creates the Accelerator (gloo on CPU, NCCL on GPUs), which joins the process group."""
+    joins the process group (gloo on CPU, NCCL on GPUs). ``engine``: also create the Accelerator
+    that prepares models (GRPO); the stages on TRL's trainers let those create theirs, and only
+    need the shared process state."""
     if launched_world_size() <= 1:
         return World()
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
 
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    cpu = not torch.cuda.is_available()
+    acc = Accelerator(cpu=cpu) if engine else PartialState(cpu=cpu)
     return World(acc.process_index, acc.num_processes, acc)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from r1kit.distributed import World, barrier, init_world
 from r1kit.checkpoint import fsync_dir, latest_checkpoint, list_checkpoints, save_model_dir, write_text_atomically
 from r1kit.eval.runner import eval_row
 from r1kit.logging import RunLogger, plot_run, read_jsonl
@@ -109,24 +110,30 @@ def _metric_name(key: str) -> str:
     return {"learning_rate": "lr"}.get(key, key)
 
 
-def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches):
+def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches, world: World | None = None):
     """The callback that keeps the run directory: metrics.jsonl rows from TRL's logs (with the
-    step's evaluation, when one is due) and each checkpoint moved whole into checkpoints/."""
+    step's evaluation, when one is due) and each checkpoint moved whole into checkpoints/.
+    Under several processes, process 0 keeps the records and evaluates; the others wait."""
     from transformers import TrainerCallback
+
+    world = world or World()
 
     class RunRecords(TrainerCallback):
         def __init__(self) -> None:
-            self.logger = RunLogger(run_dir, cfg.train.tensorboard)
+            self.logger = RunLogger(run_dir, cfg.train.tensorboard) if world.is_main else None
             self.last_ckpt: str | None = None
             self.evaluated: dict[str, float] = {}
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             step, every = state.global_step, cfg.eval.every
             if benches and (step == state.max_steps or (every and step % every == 0)):
-                self.evaluated = eval_row(model, tokenizer, cfg, run_dir, step, benches)
+                if world.is_main:  # on the unwrapped model: no collective inside
+                    self.evaluated = eval_row(model, tokenizer, cfg, run_dir, step, benches)
+                barrier(world)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:  # the end-of-training summary has train_loss instead
+            # TRL's logged values are already averaged over processes
+            if not logs or "loss" not in logs or not world.is_main:  # the end-of-training summary has train_loss instead
                 return
             row = {"step": state.global_step, **{_metric_name(k): v for k, v in logs.items()}, **self.evaluated}
             self.evaluated = {}
@@ -136,6 +143,10 @@ def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches):
             step = state.global_step
             src = scratch / f"checkpoint-{step}"
             dst = run_dir / "checkpoints" / f"step-{step}"
+            barrier(world)  # every process has written its part (its RNG state) into src
+            self.last_ckpt = str(dst)
+            if not world.is_main:
+                return
             dst.parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(src)
             if dst.exists():
@@ -143,7 +154,6 @@ def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches):
             os.rename(src, dst)
             for _, old in list_checkpoints(run_dir)[: -cfg.train.keep_last]:
                 shutil.rmtree(old)
-            self.last_ckpt = str(dst)
             write_state(run_dir, status="running", step=step, last_checkpoint=self.last_ckpt)
             pause_for_tests(step)
 
@@ -157,41 +167,54 @@ def run_stage(cfg, stage: str, resume: bool, prepare: Callable[[], Prepared]) ->
     from r1kit.eval.benchmarks import load_benchmark
 
     run_dir = Path(cfg.output_dir)
+    world = init_world(engine=False)
     check_run_dir(run_dir, resume, stage)
+    barrier(world)  # every process has checked before process 0 writes
     benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
     parts = prepare()
     scratch = run_dir / ".trainer"
     args = parts.config_class(**trainer_args(cfg, scratch), **parts.stage_args)
     ckpt = latest_checkpoint(run_dir) if resume else None
     start = int(ckpt.name.split("-")[1]) if ckpt else 0
-    run_dir = resumed_run_dir(cfg, start) if ckpt else new_run_dir(cfg, stage)
-    if parts.data_stats:
-        write_text_atomically(run_dir / "data_stats.json", json.dumps(parts.data_stats, indent=1) + "\n")
-    shutil.rmtree(scratch, ignore_errors=True)
-    write_state(run_dir, status="running", step=start, last_checkpoint=str(ckpt) if ckpt else None)
-    records = run_records(run_dir, scratch, cfg, parts.tokenizer, benches)
+    main = world.is_main
+    if main:
+        resumed_run_dir(cfg, start) if ckpt else new_run_dir(cfg, stage)
+        if parts.data_stats:
+            write_text_atomically(run_dir / "data_stats.json", json.dumps(parts.data_stats, indent=1) + "\n")
+        shutil.rmtree(scratch, ignore_errors=True)
+        write_state(run_dir, status="running", step=start, last_checkpoint=str(ckpt) if ckpt else None)
+    barrier(world)
+    records = run_records(run_dir, scratch, cfg, parts.tokenizer, benches, world)
     records.last_ckpt = str(ckpt) if ckpt else None
     try:
-        if benches and cfg.eval.before and not ckpt:
+        if benches and cfg.eval.before and not ckpt and main:
             records.logger.log_metrics({"step": 0, **eval_row(parts.model, parts.tokenizer, cfg, run_dir, 0, benches)})
+        barrier(world)
         trainer = parts.make_trainer(args, [records])
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
         step = trainer.state.global_step  # with save_every, TRL saves the last step too
-        policy = trainer.model
-        if hasattr(policy, "merge_and_unload"):  # LoRA: final/ is a plain model
-            policy = policy.merge_and_unload()
-        final = save_model_dir(run_dir / "final", policy, parts.tokenizer)
-        plot_run(run_dir)
+        final = run_dir / "final"
+        if main:
+            policy = trainer.model
+            if hasattr(policy, "merge_and_unload"):  # LoRA: final/ is a plain model
+                policy = policy.merge_and_unload()
+            save_model_dir(final, policy, parts.tokenizer)
+            plot_run(run_dir)
+        barrier(world)
     except BaseException as e:
-        rows = read_jsonl(run_dir / "metrics.jsonl")
-        error = f"{type(e).__name__}: {e}"[:2000]
-        write_state(run_dir, status="failed", step=int(rows[-1]["step"]) if rows else 0,
-                    last_checkpoint=records.last_ckpt, error=error)
+        if main:
+            rows = read_jsonl(run_dir / "metrics.jsonl")
+            error = f"{type(e).__name__}: {e}"[:2000]
+            write_state(run_dir, status="failed", step=int(rows[-1]["step"]) if rows else 0,
+                        last_checkpoint=records.last_ckpt, error=error)
         raise
     finally:
-        records.logger.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-    write_state(run_dir, status="completed", step=step, last_checkpoint=records.last_ckpt, final=str(final))
+        if records.logger is not None:
+            records.logger.close()
+        if main:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if main:
+        write_state(run_dir, status="completed", step=step, last_checkpoint=records.last_ckpt, final=str(final))
     return run_dir
 
 
