@@ -114,6 +114,10 @@ class VLLMSection(Section):
     # vllm-server: folder on the server's machine where the trainer writes the weights for the
     # server to load after each step (shared memory by default).
     sync_dir: str = "/dev/shm"
+    # vllm-server: the shared secret a server started with one needs (`r1kit vllm-serve` bound
+    # beyond loopback): read from this environment variable, or from secret_file if set.
+    secret_env: str = "R1KIT_SERVER_SECRET"
+    secret_file: str = ""
 
     def check(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:

@@ -31,6 +31,7 @@ import torch
 from r1kit.config import RolloutSection
 from r1kit.rollout import make_group
 from r1kit.rollout.hf import encode_prompt, eos_token_ids
+from r1kit.rollout.server_auth import SecretError, authorization_header, read_secret
 from r1kit.rollout.weights import hf_weights
 from r1kit.types import Group, Sample
 
@@ -224,6 +225,10 @@ class VLLMServerRollout:
         self.url = cfg.url.rstrip("/")
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.last_sync_s = 0.0
+        try:
+            self.headers = authorization_header(read_secret(cfg.vllm.secret_env, cfg.vllm.secret_file or None))
+        except SecretError as e:
+            raise RolloutError(f"rollout.vllm.secret_file: {e}") from None
         self._wait_ready(cfg.vllm.connect_timeout_s)
         self.model_id = self._call("GET", "/v1/models")["data"][0]["id"]
         info = self._call("GET", "/server_info?config_format=json", allow_missing=True)
@@ -249,7 +254,7 @@ class VLLMServerRollout:
             if attempt:
                 time.sleep(min(10.0, 0.5 * 2**attempt))
             req = urllib.request.Request(
-                self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+                self.url + path, data=data, method=method, headers={"Content-Type": "application/json", **self.headers}
             )
             try:
                 with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -259,6 +264,11 @@ class VLLMServerRollout:
                 detail = e.read().decode(errors="replace")[:500]
                 if e.code == 404 and allow_missing:
                     return None
+                if e.code == 401:
+                    raise RolloutError(
+                        f"vLLM server at {self.url} refused {method} {path} (HTTP 401): it needs its shared secret; "
+                        f"set ${self.cfg.vllm.secret_env} (or rollout.vllm.secret_file) to the server's"
+                    ) from None
                 if e.code < 500:  # our request is wrong: retrying will not help
                     raise RolloutError(f"vLLM server at {self.url}: {method} {path} -> HTTP {e.code}: {detail}") from None
                 last = _ServerError(f"HTTP {e.code}: {detail}")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "w")
+    # with a shared secret (required beyond loopback): every client below sends it
+    vllm_env = dict(vllm_env, R1KIT_SERVER_SECRET="s3cret-for-tests")
     server = subprocess.Popen(
         [sys.executable, "-m", "r1kit.cli", "vllm-serve", "smollm2-135m-instruct", "--port", str(port)],
         cwd=ROOT, env=vllm_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -140,12 +143,20 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
     try:
         # the probe's client waits for the server (rollout.vllm.connect_timeout_s)
         r = _probe(vllm_env, "vllm-server", url)
+        # without the secret, the weight-update route and generation are refused
+        for path, body in (("/collective_rpc", {"method": "reload_weights"}), ("/v1/completions", {"prompt": "hi"})):
+            req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=30)
+            assert refused.value.code == 401, path
+        assert "s3cret" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         _assert_engine_checks(r)
         assert r["logprobs_mode"] == "processed_logprobs"  # log-probs after temperature, as the learner's
         # teacher traces over the server's OpenAI API (`r1kit generate`), then rejection sampling
         traces = tmp_path / "traces.jsonl"
         _run([sys.executable, "-m", "r1kit.cli", "generate", f"output={traces}", "teacher.backend=openai",
-              f"teacher.url={url}/v1", "data.num_problems=3",
+              f"teacher.url={url}/v1", "teacher.api_key_env=R1KIT_SERVER_SECRET", "data.num_problems=3",
               "sampling.k=2", "sampling.max_new_tokens=16", "progress=false"], vllm_env, cwd=tmp_path)
         rows = [json.loads(x) for x in traces.read_text().splitlines()]
         assert len(rows) == 6 and all(r["completion"].startswith("<think>") for r in rows)
