@@ -116,6 +116,22 @@ def save_tiny(path: str | Path, arch: str = "llama", seed: int = 0) -> Path:
     return path
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it (a launcher's workers run in their own sessions)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | Path, marker: str,
                            timeout_s: float = 180.0) -> int:
     """Start ``cmd`` with its output in ``log_path``, wait until ``marker`` is printed (a test hook
@@ -138,11 +154,11 @@ def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | 
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no {marker!r} within {timeout_s:.0f} s")
                 time.sleep(0.1)
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
     return proc.returncode
 
 

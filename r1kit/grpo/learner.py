@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import time
 
 import torch
 
@@ -223,8 +224,11 @@ class Learner:
         )
         # the module forward and backward passes run through: the engine's wrapper, or the policy
         self.model = policy
+        self.last_allreduce_s = 0.0  # seconds in DDP's gradient all-reduce during the last step
         if self.world.distributed:
             self.model, self.optimizer = self.world.accelerator.prepare(policy, self.optimizer)
+            if self.world.engine == "ddp":
+                self.model.register_comm_hook(None, self._timed_allreduce)
         self.scheduler = self._schedule()
         self.device = next(policy.parameters()).device
 
@@ -336,6 +340,7 @@ class Learner:
         mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
         micro = self._padded_micro_batches(mine, batch)
         self.policy.train()
+        self.last_allreduce_s = 0.0
         sums: dict[str, float] = {}
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
@@ -363,6 +368,20 @@ class Learner:
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / g.num_iterations
             sums["lr"] = lr
         return sums
+
+    def _timed_allreduce(self, state, bucket):
+        """DDP's default all-reduce of one gradient bucket (the mean), timed until its result is in."""
+        import torch.distributed as dist
+
+        t0 = time.perf_counter()
+        buf = bucket.buffer().div_(self.world.size)
+        fut = dist.all_reduce(buf, async_op=True).get_future()
+
+        def done(f):
+            self.last_allreduce_s += time.perf_counter() - t0
+            return f.value()[0]
+
+        return fut.then(done)
 
     def _sync(self, last: bool):
         """Gradients are reduced across processes only on an optimizer step's last micro-batch."""

@@ -60,6 +60,7 @@ class StepResult:
     tokens_generated: int  # over every generation round, dropped groups included
     # what rewards logged through TRL's log_metric: name -> mean over this step's scoring calls
     logged: dict[str, float] = field(default_factory=dict)
+    gather_s: float = 0.0  # several processes: seconds spent exchanging the scored groups
 
 
 def _scored_rewards(cfg: GRPORun) -> dict[str, float]:
@@ -129,16 +130,22 @@ def rollout_and_score(
     G, want = cfg.rollout.group_size, cfg.train.prompts_per_step
     weights = _scored_rewards(cfg)
     seeded = per_prompt_seeding(cfg, world)
+    gather_s = 0.0
 
     def generate_and_score(n: int, round_: int):
+        nonlocal gather_s
         samples_P = source.next_batch(n)
         lo, hi = shard_bounds(n, world)
         seeds = [prompt_seed(cfg.seed, step, round_, i) for i in range(lo, hi)] if seeded else None
-        if hi == lo:  # more processes than prompts in a refill round: this one waits for the rest
-            return _gather_scored([], Scores([], {k: [] for k in weights}, {}, {}), world)
-        groups_P = rollout.generate(samples_P[lo:hi], seeds)
-        scores = score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
-        return _gather_scored(groups_P, scores, world)
+        groups_P: list[Group] = []
+        scores = Scores([], {k: [] for k in weights}, {}, {})  # more processes than prompts (a refill round)
+        if hi > lo:
+            groups_P = rollout.generate(samples_P[lo:hi], seeds)
+            scores = score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
+        t0 = time.perf_counter()
+        gathered = _gather_scored(groups_P, scores, world)
+        gather_s += time.perf_counter() - t0
+        return gathered
 
     groups, scores = generate_and_score(want, 0)
     rewards = torch.tensor(scores.total, dtype=torch.float32)
@@ -162,7 +169,7 @@ def rollout_and_score(
         timeouts=sum(sum(sc.timeouts.values()) for _, sc in calls),
         zero_var_frac=zero_var_frac, resample_rounds=rounds, dropped_groups=dropped,
         tokens_generated=sum(len(c) for gs, _ in calls for g in gs for c in g.completion_ids),
-        logged=_mean_logged([sc.logged for _, sc in calls]),
+        logged=_mean_logged([sc.logged for _, sc in calls]), gather_s=gather_s,
     )
 
 
@@ -313,6 +320,9 @@ def _run_step(
     times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
     if not parts.rollout.shares_weights:
         times["weight_sync"] = t4 - t3
+    if world.distributed:  # communication: the groups exchanged, the gradients averaged (overlapping backward)
+        times["gather_groups"] = res.gather_s
+        times["grad_allreduce"] = learner.last_allreduce_s
     row, warnings = _step_metrics(step, res, stats, times, monitor)
     return row, warnings, res, adv
 
@@ -328,6 +338,11 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[st
 
 def check_world(cfg: GRPORun, world: World) -> None:
     """Each process gets whole groups, as many as the others: refused before any work otherwise."""
+    if world.engine in ("fsdp", "deepspeed"):
+        raise TrainingError(
+            f"r1kit grpo runs under DDP (configs/accelerate/ddp.yaml), not yet under {world.engine}: it saves and "
+            "generates with every process holding the whole model; sft, dpo and distill run under all three"
+        )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:
         raise TrainingError(f"{n} processes but train.prompts_per_step={P}: each process needs at least one prompt")
