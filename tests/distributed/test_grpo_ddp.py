@@ -142,3 +142,29 @@ def test_sigkill_two_processes_then_resume_on_two_is_exact(tmp_path, env, two_pr
                       timeout=600))
     assert_equal_runs(two, killed, 3, exact=True)
     assert max_weight_diff(two / "final", killed / "final") == 0.0
+
+
+def test_two_steps_of_the_bundled_model_on_two_processes(tmp_path, env):
+    """The main job's config on 2 processes x 1 prompt (`accelerate launch -m r1kit grpo`)."""
+    from transformers import AutoModelForCausalLM
+
+    from r1kit.models import ensure_builtin
+
+    root = Path(__file__).resolve().parents[2]
+    run_dir = tmp_path / "run"
+    p = subprocess.run(
+        launch_cmd(2, "grpo", str(root / "configs" / "r1zero_cpu.yaml"), f"output_dir={run_dir}", "train.max_steps=2",
+                   "train.save_every=2", "train.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=16",
+                   "train.progress=false", "eval.datasets=[]"),
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    ok(p)
+    assert p.stdout.count("[r1kit] run directory:") == 1  # process 0 reports
+    got = rows(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in got] == [1, 2]
+    for r in got:
+        assert 1 <= r["completion_length/mean"] <= 16 and r["grad_norm"] >= 0 and r["entropy"] > 0
+        assert r["time/gather_groups"] >= 0 and r["time/grad_allreduce"] > 0
+    base = AutoModelForCausalLM.from_pretrained(ensure_builtin("smollm2-135m-instruct"))
+    final = AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), final.state_dict().values()))
