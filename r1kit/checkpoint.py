@@ -87,11 +87,12 @@ def write_dir_atomically(target: str | Path, write: Callable[[Path], None]) -> P
     return target
 
 
-def save_model_dir(target: str | Path, policy, tokenizer) -> Path:
-    """An HF-loadable directory (``from_pretrained``) with the policy and its tokenizer, atomically."""
+def save_model_dir(target: str | Path, policy, tokenizer, state_dict: dict | None = None) -> Path:
+    """An HF-loadable directory (``from_pretrained``) with the policy and its tokenizer, atomically.
+    ``state_dict``: the weights to write, when the live ones are sharded (FSDP2)."""
 
     def write(tmp: Path) -> None:
-        policy.save_pretrained(tmp)
+        policy.save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
         tokenizer.save_pretrained(tmp)
 
     return write_dir_atomically(target, write)
@@ -107,15 +108,18 @@ def save_checkpoint(
     data_state: dict[str, Any],
     keep_last: int,
     rng_per_rank: list[dict[str, Any]] | None = None,
+    model_state: dict | None = None,
+    optimizer_state: dict | None = None,
 ) -> Path:
     """``checkpoints/step-N``: the model (HF-loadable) and ``trainer_state.pt``, atomically; only
     the last ``keep_last`` checkpoints stay. ``rng_per_rank``: every process's RNG states (a run
-    of several processes), saved beside this process's."""
+    of several processes), saved beside this process's. ``model_state`` / ``optimizer_state``: full
+    state dicts to write in place of the live objects' (FSDP2: gathered from the shards)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
         "data": data_state,
@@ -124,7 +128,7 @@ def save_checkpoint(
         state["rng_per_rank"] = rng_per_rank
 
     def write(tmp: Path) -> None:
-        policy.save_pretrained(tmp)
+        policy.save_pretrained(tmp, **({} if model_state is None else {"state_dict": model_state}))
         tokenizer.save_pretrained(tmp)
         torch.save(state, tmp / STATE_FILE)
 

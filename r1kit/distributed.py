@@ -12,6 +12,7 @@ same rows, in the same order, as 1 process x P prompts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -36,11 +37,16 @@ class World:
 
     @property
     def engine(self) -> str:
-        """``ddp`` | ``fsdp`` | ``deepspeed`` | ``none`` (one process)."""
+        """``ddp`` | ``fsdp`` | ``deepspeed`` | ``none`` (one process): what the ``accelerate
+        launch`` config asked for (its environment), also on a CPU, where accelerate itself
+        would fall back to DDP."""
         if not self.distributed:
             return "none"
-        kind = str(self.accelerator.distributed_type).rsplit(".", 1)[-1]
-        return {"FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(kind, "ddp")
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            return "fsdp"
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            return "deepspeed"
+        return "ddp"
 
 
 def launched_world_size() -> int:
@@ -148,6 +154,96 @@ def unwrap(model):
     inner = getattr(model, "module", None)
     wrapped = isinstance(inner, torch.nn.Module) and type(model).__name__ in ("DistributedDataParallel", "DeepSpeedEngine")
     return inner if wrapped else model
+
+
+# ---- FSDP2 ----------------------------------------------------------------------------------------
+# r1kit shards the policy with torch's fully_shard itself, one unit per decoder layer plus the
+# root (accelerate's FSDP2 settings: TRANSFORMER_BASED_WRAP, reshard after forward), so the same
+# code runs on GPUs (NCCL) and on a CPU (gloo), where accelerate does not offer FSDP.
+
+
+def fsdp_reshard_after_forward() -> bool:
+    return os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() not in ("false", "no_shard")
+
+
+@torch.no_grad()
+def sync_from_rank0(model, device: torch.device) -> None:
+    """Every process gets process 0's parameters and buffers, one tensor at a time. Under an
+    FSDP launch config with ``fsdp_cpu_ram_efficient_loading`` transformers loads the weights on
+    process 0 only (the others get empty ones), leaving the broadcast to whoever shards."""
+    import torch.distributed as dist
+
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        model.to_empty(device=device)
+    for t in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def shard_fsdp2(model) -> None:
+    """``fully_shard`` each decoder layer (the classes the model lists in ``_no_split_modules``),
+    then the whole model (embeddings, final norm and head, tied or not). In place."""
+    from torch.distributed.fsdp import fully_shard
+
+    reshard = fsdp_reshard_after_forward()
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layer_classes = set(getattr(hf, "_no_split_modules", None) or [])
+    if not layer_classes:
+        raise ValueError(f"FSDP2: {type(hf).__name__} lists no decoder layer classes (_no_split_modules) to shard by")
+    for m in list(model.modules()):
+        if type(m).__name__ in layer_classes:
+            fully_shard(m, reshard_after_forward=reshard)
+    fully_shard(model, reshard_after_forward=reshard)
+
+
+def _fsdp_modules(model) -> list:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch < 2.6
+        return []
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def full_params(model):
+    """Under FSDP2, every process holds the whole model inside the block, so forward passes need
+    no collective: generation and evaluation, whose number of forward passes differs between
+    processes. Entered by every process at once (the gathering is one); a no-op otherwise."""
+    mods = _fsdp_modules(model)
+    if not mods:
+        yield
+        return
+    for m in mods:
+        m.unshard()
+        m.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        reshard = fsdp_reshard_after_forward()
+        for m in mods:
+            m.reshard()
+            m.set_reshard_after_forward(reshard)
+
+
+def full_state_dicts(model, optimizer=None) -> tuple[dict, dict | None]:
+    """FSDP2: the whole model's (and optimizer's) state dicts, gathered on process 0 in CPU
+    memory, one tensor at a time (the other processes get empty dicts). Every process calls it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    msd = get_model_state_dict(model, options=opts)
+    osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
+    return msd, osd
+
+
+def load_full_optimizer_state(model, optimizer, state: dict) -> None:
+    """FSDP2: each process takes its shard of a full optimizer state dict (as saved by :func:`full_state_dicts`)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def is_sharded(model) -> bool:
+    return bool(_fsdp_modules(model))
 
 
 def prompt_seed(seed: int, *key: int) -> int:

@@ -170,15 +170,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_cmd(num_processes: int, *args: str) -> list[str]:
+def launch_cmd(num_processes: int, *args: str, config_file: str | Path | None = None) -> list[str]:
     """The command line running ``r1kit ARGS`` on ``num_processes`` processes of this machine
-    through ``accelerate launch`` (gloo on CPU, NCCL on GPUs); one process: plain ``python -m r1kit``."""
+    through ``accelerate launch`` (gloo on CPU, NCCL on GPUs), DDP or what ``config_file`` (an
+    accelerate config) says, in fp32; one process: plain ``python -m r1kit``."""
     import sys
 
     if num_processes == 1:
         return [sys.executable, "-m", "r1kit", *args]
+    engine = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch", *engine, "--num_processes", str(num_processes),
+        "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(free_port()), "-m", "r1kit", *args,
     ]

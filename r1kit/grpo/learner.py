@@ -14,7 +14,9 @@ import time
 import torch
 
 from r1kit.config import GRPOSection, TrainSection
-from r1kit.distributed import World, reduce_metrics, shard_bounds, unwrap
+from r1kit.distributed import (
+    World, is_sharded, load_full_optimizer_state, reduce_metrics, shard_bounds, shard_fsdp2, sync_from_rank0, unwrap,
+)
 from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
 from r1kit.schedules import build_scheduler
@@ -218,17 +220,23 @@ class Learner:
         self.world = world or World()
         self.temperature = temperature  # the rollout's: log-probs of the sampling distribution
         self.max_completion_length = max_completion_length  # the Dr. GRPO normaliser
+        # the module forward and backward passes run through: the engine's wrapper, or the policy
+        self.model = policy
+        self.last_allreduce_s = 0.0  # seconds in DDP's gradient all-reduce during the last step
+        engine = self.world.engine
+        if engine == "fsdp":  # sharded in place, before the optimizer sees the (now sharded) parameters
+            device = next(policy.parameters()).device
+            for m in (policy, ref):
+                if m is not None:
+                    sync_from_rank0(m, device)
+            shard_fsdp2(policy)
         params = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
         )
-        # the module forward and backward passes run through: the engine's wrapper, or the policy
-        self.model = policy
-        self.last_allreduce_s = 0.0  # seconds in DDP's gradient all-reduce during the last step
-        if self.world.distributed:
+        if engine == "ddp":
             self.model, self.optimizer = self.world.accelerator.prepare(policy, self.optimizer)
-            if self.world.engine == "ddp":
-                self.model.register_comm_hook(None, self._timed_allreduce)
+            self.model.register_comm_hook(None, self._timed_allreduce)
         self.scheduler = self._schedule()
         self.device = next(policy.parameters()).device
 
@@ -243,7 +251,10 @@ class Learner:
     def load_state(self, optimizer_state: dict, scheduler_state: dict) -> None:
         """Resume: the checkpoint's moments and step count with this config's hyper-parameters
         (lr, betas, weight decay, schedule), so what config.yaml records is what trains."""
-        self.optimizer.load_state_dict(optimizer_state)
+        if is_sharded(self.model):  # a full state dict (keyed by parameter name): each process takes its shard
+            load_full_optimizer_state(self.model, self.optimizer, optimizer_state)
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
         t = self.train_cfg
         for group in self.optimizer.param_groups:
             group.update(initial_lr=t.lr, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2))
@@ -255,9 +266,10 @@ class Learner:
         return [torch.arange(i, min(i + mb, len(batch))) for i in range(0, len(batch), mb)]
 
     @torch.no_grad()
-    def _logprobs(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _logprobs(self, batch: Batch, blank: Batch | None = None, slots: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(old_logp_NT, ref_logp_NT)``: old log-probs only when mu > 1, reference log-probs
-        only when beta > 0 (else None), computed once per batch."""
+        only when beta > 0 (else None), computed once per batch. Under FSDP2 a forward pass of the
+        policy is a collective: a process with fewer micro-batches than ``slots`` runs ``blank``."""
         need_old = self.grpo.num_iterations > 1
         need_ref = self.grpo.beta != 0.0
         if not (need_old or need_ref):
@@ -267,15 +279,21 @@ class Learner:
         was_training = self.policy.training
         self.policy.eval()  # no dropout: old log-probs must match the sampling policy
         chunk, temp = self.train_cfg.logit_chunk, self.temperature
-        for idx in self._micro_batches(batch):
-            mb = self._to_device(batch.select(idx))
+        idxs = self._micro_batches(batch) if len(batch) else []
+        lockstep = is_sharded(self.model) and (need_old or self.ref is None)  # a separate reference is not sharded
+        for idx in idxs + [None] * ((slots - len(idxs)) if lockstep else 0):
+            mb = self._to_device(blank if idx is None else batch.select(idx))
             w = mb.completion_ids_NT.shape[1]
             with autocast(self.device, self.amp):
                 if need_old:
-                    old_NT[idx, :w] = token_logprobs(self.policy, mb, chunk, temp).float().cpu()
+                    lp = token_logprobs(self.policy, mb, chunk, temp).float().cpu()
+                    if idx is not None:
+                        old_NT[idx, :w] = lp
                 if need_ref:
                     with reference_context(self.policy, self.ref) as ref_model:
-                        ref_NT[idx, :w] = token_logprobs(ref_model, mb, chunk, temp).float().cpu()
+                        lp = token_logprobs(ref_model, mb, chunk, temp).float().cpu()
+                    if idx is not None:
+                        ref_NT[idx, :w] = lp
         self.policy.train(was_training)
         return old_NT, ref_NT
 
@@ -318,16 +336,19 @@ class Learner:
         lo, hi = shard_bounds(len(batch), self.world)
         return batch.select(torch.arange(lo, hi))
 
-    def _padded_micro_batches(self, mine: Batch, batch: Batch) -> list[Batch]:
-        """The micro-batches of this process's rows, as many on every process: one with fewer
-        runs copies of a micro-batch with nothing counted (:meth:`Batch.without_signal`: a zero
-        gradient), because each backward pass under the engine is a collective."""
-        mbs = [mine.select(idx) for idx in self._micro_batches(mine)] if len(mine) else []
-        if self.world.distributed:
-            width = int(reduce_metrics({"micro_batches/max": float(len(mbs))}, self.world)["micro_batches/max"])
-            blank = (mbs[0] if mbs else batch.select(torch.arange(0, 1))).without_signal()
-            mbs += [blank] * (width - len(mbs))
-        return mbs
+    def _micro_batch_slots(self, mine: Batch) -> int:
+        """Micro-batches per optimizer step on every process: the most any process has."""
+        n = len(self._micro_batches(mine)) if len(mine) else 0
+        if not self.world.distributed:
+            return n
+        return int(reduce_metrics({"micro_batches/max": float(n)}, self.world)["micro_batches/max"])
+
+    @staticmethod
+    def _blank(mine: Batch, batch: Batch) -> Batch:
+        """A micro-batch with nothing counted (:meth:`Batch.without_signal`: a zero gradient), run
+        by a process with fewer micro-batches than the others: under DDP and FSDP2 every backward
+        pass (and under FSDP2 every forward pass) is a collective."""
+        return (mine if len(mine) else batch).select(torch.arange(0, 1)).without_signal()
 
     def step(self, batch: Batch) -> dict[str, float]:
         """mu optimizer steps on one generated batch (the whole step's, on every process);
@@ -336,9 +357,11 @@ class Learner:
         n_tokens = float(batch.completion_mask_NT.sum())
         n_seqs = float(len(batch))
         mine = self._own_rows(batch)
-        old_NT, ref_NT = self._logprobs(mine)
+        slots, blank = self._micro_batch_slots(mine), self._blank(mine, batch)
+        old_NT, ref_NT = self._logprobs(mine, blank, slots)
         mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
-        micro = self._padded_micro_batches(mine, batch)
+        micro = [mine.select(idx) for idx in self._micro_batches(mine)] if len(mine) else []
+        micro += [blank] * (slots - len(micro))
         self.policy.train()
         self.last_allreduce_s = 0.0
         sums: dict[str, float] = {}
@@ -383,17 +406,26 @@ class Learner:
 
         return fut.then(done)
 
+    @contextlib.contextmanager
     def _sync(self, last: bool):
         """Gradients are reduced across processes only on an optimizer step's last micro-batch."""
-        if self.world.distributed and not last:
-            return self.world.accelerator.no_sync(self.model)
-        return contextlib.nullcontext()
+        if not self.world.distributed or last:
+            yield
+        elif self.world.engine == "fsdp":
+            self.model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.model.set_requires_gradient_sync(True)
+        else:
+            with self.world.accelerator.no_sync(self.model):
+                yield
 
     def _clip_grad_norm(self, max_norm: float) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.world.distributed:  # the engine's own norm (sharded gradients under FSDP / ZeRO)
+        if self.world.engine == "ddp":
             norm = self.world.accelerator.clip_grad_norm_(params, max_norm)
-        else:
+        else:  # FSDP2: torch's norm over the sharded (DTensor) gradients is the global one
             norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         return float(norm)

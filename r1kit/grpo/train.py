@@ -29,7 +29,9 @@ from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
-from r1kit.distributed import World, barrier, gather_objects, init_world, prompt_seed, shard_bounds
+from r1kit.distributed import (
+    World, barrier, full_params, full_state_dicts, gather_objects, init_world, is_sharded, prompt_seed, shard_bounds,
+)
 from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
 from r1kit.rundir import (  # noqa: F401 - PAUSE_ENV, STATE_FILE, TrainingError: part of this module's API
@@ -137,10 +139,11 @@ def rollout_and_score(
         samples_P = source.next_batch(n)
         lo, hi = shard_bounds(n, world)
         seeds = [prompt_seed(cfg.seed, step, round_, i) for i in range(lo, hi)] if seeded else None
-        groups_P: list[Group] = []
-        scores = Scores([], {k: [] for k in weights}, {}, {})  # more processes than prompts (a refill round)
-        if hi > lo:
-            groups_P = rollout.generate(samples_P[lo:hi], seeds)
+        # called with no prompts too (more processes than prompts in a refill round): under FSDP2
+        # generation starts by gathering the weights, with every process
+        groups_P = rollout.generate(samples_P[lo:hi], seeds)
+        scores = Scores([], {k: [] for k in weights}, {}, {})
+        if groups_P:
             scores = score_groups(groups_P, weights, cfg.reward_options, cfg.reward_runtime, trainer_state)
         t0 = time.perf_counter()
         gathered = _gather_scored(groups_P, scores, world)
@@ -241,12 +244,10 @@ def _sample_rows(step: int, res: StepResult, adv: torch.Tensor, log_all: bool) -
     return rows
 
 
-def _restore(cfg: GRPORun, policy, learner: Learner, source, world: World) -> dict[str, Any]:
-    """Load the last complete checkpoint of ``cfg.output_dir`` into the live objects.
-
-    Only reads: a checkpoint that does not fit the config fails here, before the run directory's
-    records are rewritten by :func:`r1kit.rundir.resumed_run_dir`.
-    """
+def _read_checkpoint(cfg: GRPORun, policy, world: World) -> dict[str, Any]:
+    """The last complete checkpoint of ``cfg.output_dir``: its trainer state, with its weights
+    loaded into the (not yet sharded) policy. Only reads: a checkpoint that does not fit the
+    config fails here, before the run directory's records are rewritten."""
     run_dir = Path(cfg.output_dir)
     check_run_dir(run_dir, resume=True, stage="grpo")
     ckpt = latest_checkpoint(run_dir)
@@ -258,6 +259,16 @@ def _restore(cfg: GRPORun, policy, learner: Learner, source, world: World) -> di
         )
     try:
         load_policy_weights(policy, ckpt)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
+    state["path"] = ckpt
+    return state
+
+
+def _restore(state: dict[str, Any], learner: Learner, source, world: World) -> None:
+    """The rest of a checkpoint into the live objects: optimizer, schedule, data cursor, RNG."""
+    ckpt = state["path"]
+    try:
         learner.load_state(state["optimizer"], state["scheduler"])
     except (ValueError, KeyError, RuntimeError) as e:
         raise TrainingError(f"cannot resume from {ckpt}: it does not match the config ({e})") from e
@@ -267,8 +278,13 @@ def _restore(cfg: GRPORun, policy, learner: Learner, source, world: World) -> di
         print(f"[r1kit] note: {ckpt} was saved by {len(per_rank)} process(es), this run has {world.size}: "
               "processes without a saved RNG state take process 0's", file=sys.stderr)
     set_rng_state(per_rank[world.rank] if world.rank < len(per_rank) else per_rank[0])
-    state["path"] = ckpt
-    return state
+
+
+def _save_model(target: Path, policy, tokenizer, world: World) -> None:
+    """``final/`` by process 0; under FSDP2 from the state dict every process helps gather."""
+    model_state = full_state_dicts(policy)[0] if is_sharded(policy) else None
+    if world.is_main:
+        save_model_dir(target, policy, tokenizer, state_dict=model_state)
 
 
 def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner, world: World) -> str | None:
@@ -279,11 +295,15 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
     if not t.save_every or (step % t.save_every and step != t.max_steps):
         return None
     rngs = gather_objects(rng_state(), world)
+    model_state = optim_state = None
+    if is_sharded(parts.policy):  # FSDP2: gathered whole on process 0, one tensor at a time
+        model_state, optim_state = full_state_dicts(parts.policy, learner.optimizer)
     path = run_dir / "checkpoints" / f"step-{step}"
     if world.is_main:
         path = save_checkpoint(
             run_dir, step, parts.policy, parts.tokenizer, learner.optimizer, learner.scheduler,
             parts.source.state_dict(), t.keep_last, rng_per_rank=rngs if world.distributed else None,
+            model_state=model_state, optimizer_state=optim_state,
         )
     barrier(world)
     return str(path)
@@ -338,10 +358,16 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[st
 
 def check_world(cfg: GRPORun, world: World) -> None:
     """Each process gets whole groups, as many as the others: refused before any work otherwise."""
-    if world.engine in ("fsdp", "deepspeed"):
+    if world.engine == "deepspeed":
         raise TrainingError(
-            f"r1kit grpo runs under DDP (configs/accelerate/ddp.yaml), not yet under {world.engine}: it saves and "
-            "generates with every process holding the whole model; sft, dpo and distill run under all three"
+            "r1kit grpo runs under DDP or FSDP2 (configs/accelerate/ddp.yaml, fsdp2.yaml), not yet under DeepSpeed; "
+            "sft, dpo and distill run under all three"
+        )
+    if world.engine == "fsdp" and cfg.model.lora.enabled:
+        raise TrainingError("r1kit grpo: LoRA (model.lora.enabled) runs under DDP, not yet under FSDP2")
+    if world.engine == "fsdp" and cfg.rollout.backend != "hf":
+        raise TrainingError(
+            f"r1kit grpo: rollout.backend={cfg.rollout.backend} runs under DDP; under FSDP2 use rollout.backend=hf for now"
         )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:
@@ -415,16 +441,19 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     # the cheap checks of the run directory itself first.
     world = init_world()
     check_world(cfg, world)
+    if world.distributed and world.is_main:
+        print(f"[r1kit] grpo on {world.size} processes, engine {world.engine}", file=sys.stderr)
     check_run_dir(Path(cfg.output_dir), resume, "grpo")
     barrier(world)  # every process has checked before process 0 writes
     benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
     parts = build_parts(cfg, need_ref=cfg.grpo.beta != 0.0)
     policy, tokenizer, rollout = parts.policy, parts.tokenizer, parts.rollout
+    state = _read_checkpoint(cfg, policy, world) if resume else None  # weights in before any sharding
     learner = Learner(
         policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp, world,
     )
-
-    state = _restore(cfg, policy, learner, parts.source, world) if resume else None
+    if state is not None:
+        _restore(state, learner, parts.source, world)
     if state is not None or rollout.needs_initial_sync:
         # the engine holds what it loaded (or whatever a server last received): start in step
         sync_rollout(rollout, policy, world)
@@ -442,10 +471,11 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
         for step in range(start + 1, cfg.train.max_steps + 1):
             row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt, world)
             if _eval_due(cfg, step):
-                if world.is_main:  # the other processes wait: the eval runs on the unwrapped policy
-                    row.update(_run_eval(cfg, step, parts, run_dir, benches))
-                    evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
-                barrier(world)
+                with full_params(policy):  # FSDP2: whole on every process; process 0 evaluates, the rest wait
+                    if world.is_main:
+                        row.update(_run_eval(cfg, step, parts, run_dir, benches))
+                        evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
+                    barrier(world)
             logged = cfg.train.samples_every and step % cfg.train.samples_every == 0
             records.step(step, row, warnings, _sample_rows(step, res, adv, cfg.train.log_all_samples) if logged else None,
                          evaluated)
@@ -458,10 +488,9 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             records.state(status="running", step=step, last_checkpoint=last_ckpt)
         records.close()
         final = run_dir / "final"
-        if world.is_main:
-            if read_jsonl(run_dir / "metrics.jsonl"):
-                plot_run(run_dir)
-            save_model_dir(final, policy, tokenizer)
+        if world.is_main and read_jsonl(run_dir / "metrics.jsonl"):
+            plot_run(run_dir)
+        _save_model(final, policy, tokenizer, world)
         barrier(world)
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from r1kit.config import RolloutSection
+from r1kit.distributed import full_params
 from r1kit.rollout import make_group
 from r1kit.tensors import left_pad, positions
 from r1kit.models import autocast
@@ -149,28 +150,32 @@ class HFRollout:
         self.eos_ids = eos_token_ids(model, tokenizer)
 
     def generate(self, samples_P: list[Sample], seeds_P: list[int] | None = None) -> list[Group]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with full_params(self.model):  # FSDP2: decode locally (processes stop at different tokens)
+                return self._generate(samples_P, seeds_P)
+        finally:
+            self.model.train(was_training)
+
+    def _generate(self, samples_P: list[Sample], seeds_P: list[int] | None) -> list[Group]:
         cfg, tok = self.cfg, self.tokenizer
         prompt_ids_P = [encode_prompt(tok, s.prompt) for s in samples_P]
         # prompts per forward chunk; rollout.batch_size counts sequences (prompts x group)
         step = max(1, cfg.batch_size // cfg.group_size) if cfg.batch_size else len(samples_P)
-        was_training = self.model.training
-        self.model.eval()
         groups_P: list[Group] = []
-        try:
-            for lo in range(0, len(samples_P), step):
-                chunk = prompt_ids_P[lo : lo + step]
-                with autocast(next(self.model.parameters()).device, self.amp):
-                    tokens_NT, lengths_N = generate_groups(
-                        self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
-                        cfg.temperature, cfg.top_p, cfg.top_k, None if seeds_P is None else seeds_P[lo : lo + step],
-                    )
-                tokens, lengths = tokens_NT.tolist(), lengths_N.tolist()
-                for i, ids in enumerate(chunk):
-                    rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)
-                    comp = [tokens[r][: lengths[r]] for r in rows]
-                    groups_P.append(make_group(samples_P[lo + i], ids, comp, tok, self.eos_ids))
-        finally:
-            self.model.train(was_training)
+        for lo in range(0, len(samples_P), step):
+            chunk = prompt_ids_P[lo : lo + step]
+            with autocast(next(self.model.parameters()).device, self.amp):
+                tokens_NT, lengths_N = generate_groups(
+                    self.model, chunk, cfg.group_size, cfg.max_new_tokens, self.eos_ids, tok.pad_token_id,
+                    cfg.temperature, cfg.top_p, cfg.top_k, None if seeds_P is None else seeds_P[lo : lo + step],
+                )
+            tokens, lengths = tokens_NT.tolist(), lengths_N.tolist()
+            for i, ids in enumerate(chunk):
+                rows = range(i * cfg.group_size, (i + 1) * cfg.group_size)
+                comp = [tokens[r][: lengths[r]] for r in rows]
+                groups_P.append(make_group(samples_P[lo + i], ids, comp, tok, self.eos_ids))
         return groups_P
 
     def sync_weights(self, model) -> None:

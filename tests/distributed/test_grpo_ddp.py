@@ -42,7 +42,8 @@ def write_cfg(path: Path, model_dir: Path, **sections) -> Path:
     tree = {
         "model": {"name_or_path": str(model_dir)},
         "data": {"source": "arithmetic"},
-        "rollout": {"group_size": 4, "max_new_tokens": 8, "seeding": "per_prompt"},
+        # batch_size = G: one prompt per generate call in every run, so the same shapes (and bits)
+        "rollout": {"group_size": 4, "max_new_tokens": 8, "seeding": "per_prompt", "batch_size": 4},
         "rewards": {"accuracy": 1.0, "r1kit_test_rewards_ddp:length": 0.5},
         "train": {"max_steps": 3, "prompts_per_step": 2, "micro_batch_size": 4, "save_every": 2, "lr": 1e-2,
                   "progress": False, "log_all_samples": True},
@@ -53,8 +54,12 @@ def write_cfg(path: Path, model_dir: Path, **sections) -> Path:
     return path
 
 
-def run(n: int, cfg: Path, out: Path, env, *extra: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(launch_cmd(n, "grpo", str(cfg), f"output_dir={out}", *extra), env=env,
+ROOT = Path(__file__).resolve().parents[2]
+FSDP2 = ROOT / "configs" / "accelerate" / "fsdp2.yaml"
+
+
+def run(n: int, cfg: Path, out: Path, env, *extra: str, config_file=None) -> subprocess.CompletedProcess:
+    p = subprocess.run(launch_cmd(n, "grpo", str(cfg), f"output_dir={out}", *extra, config_file=config_file), env=env,
                        capture_output=True, text=True, timeout=600)
     return p
 
@@ -98,7 +103,7 @@ def assert_equal_runs(one: Path, two: Path, steps: int, exact: bool) -> None:
 VARIANTS = {
     "full": {},
     "full_beta": {"grpo": {"beta": 0.1}},
-    "lora_beta": {"grpo": {"beta": 0.1}, "model": {"lora": {"r": 4, "alpha": 8}}, "train": {"lr": 5e-2}},
+    "lora_beta": {"grpo": {"beta": 0.1}, "model": {"lora": {"enabled": True, "r": 4, "alpha": 8}}, "train": {"lr": 5e-2}},
 }
 
 
@@ -125,9 +130,37 @@ def test_two_processes_equal_one_process(variant, tmp_path, tiny_dir, env, two_p
     diff = max_weight_diff(one / "final", two / "final")
     print(f"{variant}: max |w_1proc - w_2proc| = {diff:.3g}")
     assert diff < 1e-5
-    assert max_weight_diff(one / "final", tiny_dir) > 1e-4  # it trained (LoRA: final/ holds the merged model)
+    if variant == "lora_beta":  # the adapter trained (B starts at 0)
+        assert (one / "final" / "adapter_model.safetensors").is_file()
+        assert max(float(v.abs().max()) for k, v in weights(one / "final").items() if "lora_B" in k) > 1e-4
+    else:
+        assert max_weight_diff(one / "final", tiny_dir) > 1e-4  # it trained
     assert (two / "checkpoints" / "step-2").is_dir() and json.loads((two / "run_state.json").read_text())["status"] == "completed"
     assert torch.load(two / "checkpoints" / "step-2" / "trainer_state.pt", weights_only=False)["rng_per_rank"]
+
+
+def test_fsdp2_two_processes_equal_one_process(tmp_path, tiny_dir, env, two_process_run):
+    """FSDP2 (torch fully_shard, one unit per decoder layer; configs/accelerate/fsdp2.yaml) over gloo,
+    with beta > 0 and mu = 2 (old log-probs: sharded forward passes), then SIGKILL and resume."""
+    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, grpo={"beta": 0.1, "num_iterations": 2})
+    one, two = tmp_path / "one", tmp_path / "two"
+    ok(run(1, cfg, one, env))
+    p = run(2, cfg, two, env, config_file=FSDP2)
+    ok(p)
+    assert "grpo on 2 processes, engine fsdp" in p.stderr
+    assert_equal_runs(one, two, 3, exact=False)
+    diff = max_weight_diff(one / "final", two / "final")
+    print(f"fsdp2: max |w_1proc - w_2proc| = {diff:.3g}")
+    assert diff < 1e-5 and max_weight_diff(one / "final", tiny_dir) > 1e-4
+    killed = tmp_path / "killed"
+    code = run_until_then_sigkill(launch_cmd(2, "grpo", str(cfg), f"output_dir={killed}", config_file=FSDP2),
+                                  dict(env, R1KIT_TEST_PAUSE_AFTER_CHECKPOINT="2"), tmp_path / "log",
+                                  "paused after the step-2 checkpoint", timeout_s=300)
+    assert code == -signal.SIGKILL
+    ok(subprocess.run(launch_cmd(2, "grpo", "--resume", str(killed), config_file=FSDP2), env=env,
+                      capture_output=True, text=True, timeout=600))
+    assert_equal_runs(two, killed, 3, exact=True)
+    assert max_weight_diff(two / "final", killed / "final") == 0.0
 
 
 def test_sigkill_two_processes_then_resume_on_two_is_exact(tmp_path, env, two_process_run):
