@@ -363,8 +363,6 @@ def check_world(cfg: GRPORun, world: World) -> None:
             "r1kit grpo runs under DDP or FSDP2 (configs/accelerate/ddp.yaml, fsdp2.yaml), not yet under DeepSpeed; "
             "sft, dpo and distill run under all three"
         )
-    if world.engine == "fsdp" and cfg.model.lora.enabled:
-        raise TrainingError("r1kit grpo: LoRA (model.lora.enabled) runs under DDP, not yet under FSDP2")
     if world.engine == "fsdp" and cfg.rollout.backend != "hf":
         raise TrainingError(
             f"r1kit grpo: rollout.backend={cfg.rollout.backend} runs under DDP; under FSDP2 use rollout.backend=hf for now"
