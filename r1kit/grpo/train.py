@@ -363,6 +363,11 @@ def check_world(cfg: GRPORun, world: World) -> None:
             "r1kit grpo runs under DDP or FSDP2 (configs/accelerate/ddp.yaml, fsdp2.yaml), not yet under DeepSpeed; "
             "sft, dpo and distill run under all three"
         )
+    if world.distributed and cfg.rollout.backend == "vllm":
+        raise TrainingError(
+            "r1kit grpo: rollout.backend=vllm (an engine inside each trainer process) runs on one process; "
+            "under accelerate launch use rollout.backend=vllm-server (`r1kit vllm-serve` on other GPUs) or hf"
+        )
     if world.engine == "fsdp" and cfg.rollout.backend != "hf":
         raise TrainingError(
             f"r1kit grpo: rollout.backend={cfg.rollout.backend} runs under DDP; under FSDP2 use rollout.backend=hf for now"

@@ -172,6 +172,18 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
         rows = _metrics(run)
         assert [r["step"] for r in rows] == [1, 2]
         assert all(r["sampling/logp_diff/max"] < TOL for r in rows), rows
+        # 2 training processes share the server: each sends its prompts, process 0 pushes the weights
+        from r1kit.testing import launch_cmd
+
+        run2 = tmp_path / "run2"
+        p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run2}",
+                            "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2",
+                            "train.prompts_per_step=2", "rollout.group_size=4", *GRPO_ARGS),
+                 dict(vllm_env, OMP_NUM_THREADS="1"), cwd=tmp_path)
+        assert "grpo on 2 processes, engine ddp" in p.stderr
+        rows = _metrics(run2)
+        assert [r["step"] for r in rows] == [1, 2]
+        assert all(r["sampling/logp_diff/max"] < TOL and r["time/weight_sync"] > 0 for r in rows), rows
         assert server.poll() is None, "the server must keep running between clients"
     finally:
         t0 = time.monotonic()
