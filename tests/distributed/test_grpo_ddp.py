@@ -18,7 +18,20 @@ from r1kit.testing import launch_cmd, run_until_then_sigkill
 pytestmark = pytest.mark.slow
 
 REWARDS_SRC = """
+import os
+
+from r1kit.rewards import runs
+
+
 def length(prompts, completions, **columns):
+    return [len(c) / 10.0 for c in completions]
+
+
+@runs("in-process")
+def length_or_die(prompts, completions, trainer_state=None, **columns):
+    # process 1 dies abruptly (as from an OOM kill) while scoring step 3, when the test asks
+    if os.environ.get("RANK") == "1" and os.environ.get("R1KIT_TEST_DIE") == "1" and trainer_state.global_step == 2:
+        os._exit(7)
     return [len(c) / 10.0 for c in completions]
 """
 
@@ -186,6 +199,22 @@ def test_sigkill_two_processes_then_resume_on_two_is_exact(tmp_path, env, two_pr
                       timeout=600))
     assert_equal_runs(two, killed, 3, exact=True)
     assert max_weight_diff(two / "final", killed / "final") == 0.0
+
+
+def test_a_process_that_dies_fails_the_run_and_leaves_it_resumable(tmp_path, tiny_dir, env):
+    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir)
+    tree = yaml.safe_load(cfg.read_text())
+    tree["rewards"] = {"accuracy": 1.0, "r1kit_test_rewards_ddp:length_or_die": 0.5}
+    cfg.write_text(yaml.safe_dump(tree))
+    out = tmp_path / "run"
+    p = run(2, cfg, out, dict(env, R1KIT_TEST_DIE="1"))
+    assert p.returncode != 0
+    assert "exitcode  : 7" in p.stderr or "exit code 7" in p.stderr, p.stderr[-3000:]
+    assert [r["step"] for r in rows(out / "metrics.jsonl")] == [1, 2]
+    assert json.loads((out / "run_state.json").read_text())["last_checkpoint"].endswith("step-2")
+    ok(subprocess.run(launch_cmd(2, "grpo", "--resume", str(out)), env=env, capture_output=True, text=True, timeout=600))
+    assert [r["step"] for r in rows(out / "metrics.jsonl")] == [1, 2, 3]
+    assert json.loads((out / "run_state.json").read_text())["status"] == "completed"
 
 
 def test_two_steps_of_the_bundled_model_on_two_processes(tmp_path, env):
