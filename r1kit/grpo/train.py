@@ -34,6 +34,7 @@ from r1kit.distributed import (
 )
 from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
+from r1kit.rollout.weights import hf_weights
 from r1kit.rundir import (  # noqa: F401 - PAUSE_ENV, STATE_FILE, TrainingError: part of this module's API
     PAUSE_ENV,
     STATE_FILE,
@@ -312,7 +313,12 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
 def sync_rollout(rollout, policy, world: World) -> None:
     """Send the learner's weights to the generator: to each process's own engine, or once (by
     process 0) to a server every process shares."""
-    if world.is_main or not getattr(rollout, "shared_by_processes", False):
+    shared = getattr(rollout, "shared_by_processes", False)
+    if shared and is_sharded(policy):  # FSDP2: every process helps gather, process 0 sends
+        weights = hf_weights(policy)
+        if world.is_main:
+            rollout.sync_weights(policy, weights)
+    elif world.is_main or not shared:
         rollout.sync_weights(policy)
     barrier(world)
 
@@ -367,10 +373,6 @@ def check_world(cfg: GRPORun, world: World) -> None:
         raise TrainingError(
             "r1kit grpo: rollout.backend=vllm (an engine inside each trainer process) runs on one process; "
             "under accelerate launch use rollout.backend=vllm-server (`r1kit vllm-serve` on other GPUs) or hf"
-        )
-    if world.engine == "fsdp" and cfg.rollout.backend != "hf":
-        raise TrainingError(
-            f"r1kit grpo: rollout.backend={cfg.rollout.backend} runs under DDP; under FSDP2 use rollout.backend=hf for now"
         )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:

@@ -329,7 +329,8 @@ class VLLMServerRollout:
             completions_P.append([(ch["token_ids"], ch["logprobs"]["token_logprobs"]) for ch in choices])
         return _groups(samples_P, prompt_ids_P, completions_P, self.tokenizer, self.eos_ids, self.cfg.group_size)
 
-    def sync_weights(self, model) -> None:
+    def sync_weights(self, model, weights: list[tuple[str, torch.Tensor]] | None = None) -> None:
+        """``weights``: the model's ``hf_weights`` if already gathered (FSDP2: by every process)."""
         from safetensors.torch import save_file
 
         t0 = time.perf_counter()
@@ -340,7 +341,7 @@ class VLLMServerRollout:
         try:
             # safetensors refuses shared storage (tied embeddings): every tensor gets its own
             tensors, seen = {}, set()
-            for name, t in hf_weights(model):
+            for name, t in (hf_weights(model) if weights is None else weights):
                 ptr = t.untyped_storage().data_ptr()
                 tensors[name] = t.contiguous().cpu() if ptr not in seen else t.clone().cpu()
                 seen.add(ptr)

@@ -31,6 +31,7 @@ def hf_weights(policy) -> list[tuple[str, torch.Tensor]]:
     Tied input/output embeddings are listed under both names (``lm_head.weight`` too): engines
     that keep a separate output projection must receive it, or they keep the stale one.
     Tensors are detached views of the live parameters where no merge is needed (no copy).
+    Sharded (FSDP2) parameters are gathered whole, tensor by tensor: every process must call it.
     """
     model, lora = _peft_parts(policy)
     deltas: dict[str, torch.Tensor] = {}
@@ -52,6 +53,8 @@ def hf_weights(policy) -> list[tuple[str, torch.Tensor]]:
         t = t.detach()
         if name in deltas:
             t = t + deltas[name].to(t.dtype)
+        if hasattr(t, "full_tensor"):  # FSDP2: gathered one tensor at a time (every process calls this)
+            t = t.full_tensor()
         out.append((name, t))
     text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     if getattr(text_cfg, "tie_word_embeddings", False) and "lm_head.weight" not in dict(out):

@@ -184,6 +184,17 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
         rows = _metrics(run2)
         assert [r["step"] for r in rows] == [1, 2]
         assert all(r["sampling/logp_diff/max"] < TOL and r["time/weight_sync"] > 0 for r in rows), rows
+        # FSDP2: the sharded weights are gathered tensor by tensor for the push
+        run3 = tmp_path / "run3"
+        p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run3}",
+                            "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2",
+                            "train.prompts_per_step=2", "rollout.group_size=4", *GRPO_ARGS,
+                            config_file=ROOT / "configs/accelerate/fsdp2.yaml"),
+                 dict(vllm_env, OMP_NUM_THREADS="1"), cwd=tmp_path)
+        assert "grpo on 2 processes, engine fsdp" in p.stderr
+        rows = _metrics(run3)
+        assert [r["step"] for r in rows] == [1, 2]
+        assert all(r["sampling/logp_diff/max"] < TOL for r in rows), rows
         assert server.poll() is None, "the server must keep running between clients"
     finally:
         t0 = time.monotonic()
