@@ -209,15 +209,17 @@ def full_params(model):
     no collective: generation and evaluation, whose number of forward passes differs between
     processes. Entered by every process at once (the gathering is one); a no-op otherwise."""
     mods = _fsdp_modules(model)
-    if not mods:
-        yield
+    if not mods or getattr(model, "_r1kit_whole", False):
+        yield  # not sharded; or already whole: process 0 alone inside re-enters (its eval's generation)
         return
     for m in mods:
         m.unshard()
         m.set_reshard_after_forward(False)
+    model._r1kit_whole = True
     try:
         yield
     finally:
+        model._r1kit_whole = False
         reshard = fsdp_reshard_after_forward()
         for m in mods:
             m.reshard()

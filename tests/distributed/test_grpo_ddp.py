@@ -177,14 +177,17 @@ def test_fsdp2_two_processes_equal_one_process(tmp_path, tiny_dir, env, two_proc
 
 
 def test_fsdp2_lora_with_the_adapter_free_reference_equals_one_process(tmp_path, tiny_dir, env):
-    """LoRA under FSDP2, beta > 0: the reference is the sharded policy with its adapters off."""
-    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"])
+    """LoRA under FSDP2, beta > 0: the reference is the sharded policy with its adapters off; with
+    an eval each step (process 0 evaluates on the gathered weights while the others wait)."""
+    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6}
+    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"], eval=evals)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(1, cfg, one, env))
     ok(run(2, cfg, two, env, config_file=FSDP2))
     assert_equal_runs(one, two, 3, exact=False)
     assert max_weight_diff(one / "final", two / "final") < 1e-5
     assert (two / "final" / "adapter_model.safetensors").is_file()
+    assert all("eval/arithmetic/pass@1" in r for r in rows(two / "metrics.jsonl"))
 
 
 def test_sigkill_two_processes_then_resume_on_two_is_exact(tmp_path, env, two_process_run):
