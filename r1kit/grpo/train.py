@@ -369,11 +369,6 @@ def check_world(cfg: GRPORun, world: World) -> None:
             "r1kit grpo runs under DDP or FSDP2 (configs/accelerate/ddp.yaml, fsdp2.yaml), not yet under DeepSpeed; "
             "sft, dpo and distill run under all three"
         )
-    if world.distributed and cfg.rollout.backend == "vllm":
-        raise TrainingError(
-            "r1kit grpo: rollout.backend=vllm (an engine inside each trainer process) runs on one process; "
-            "under accelerate launch use rollout.backend=vllm-server (`r1kit vllm-serve` on other GPUs) or hf"
-        )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:
         raise TrainingError(f"{n} processes but train.prompts_per_step={P}: each process needs at least one prompt")

@@ -153,8 +153,12 @@ class VLLMRollout:
             self._request_errors = (ValueError,)
         # vLLM seeds the global RNGs from `seed`; the trainer's own streams must not move
         states = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+        kw = engine_kwargs(cfg, device, amp)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # under accelerate launch: one engine per process, in the process group torchrun made
+            kw["distributed_executor_backend"] = "external_launcher"
         try:
-            self.llm = vllm.LLM(model=model_path, tokenizer=model_path, seed=seed, **engine_kwargs(cfg, device, amp))
+            self.llm = vllm.LLM(model=model_path, tokenizer=model_path, seed=seed, **kw)
         finally:
             torch.random.set_rng_state(states[0])
             np.random.set_state(states[1])

@@ -44,7 +44,6 @@ def test_seeding_modes():
     (["train.prompts_per_step=3"], {}, "train.prompts_per_step=3 does not split into whole groups over 2 processes "
                                        "(use a multiple of 2, e.g. 4)"),
     (["train.prompts_per_step=1"], {}, "2 processes but train.prompts_per_step=1: each process needs at least one prompt"),
-    (["rollout.backend=vllm"], {}, "rollout.backend=vllm (an engine inside each trainer process) runs on one process"),
     ([], {"ACCELERATE_USE_DEEPSPEED": "true"}, "not yet under DeepSpeed"),
 ])
 def test_launches_that_cannot_work_are_refused(overrides, env, message, monkeypatch):
@@ -61,7 +60,7 @@ def test_engine_comes_from_the_launch_environment(monkeypatch):
     assert World(0, 2).engine == "ddp"
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert World(0, 2).engine == "fsdp" and World().engine == "none"
-    for backend in ("hf", "vllm-server"):  # FSDP2 generates with either
+    for backend in ("hf", "vllm", "vllm-server"):  # FSDP2 generates with each
         check_world(load_config(None, ["train.prompts_per_step=2", f"rollout.backend={backend}"]), World(0, 2))
 
 

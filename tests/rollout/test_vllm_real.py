@@ -124,6 +124,26 @@ def test_colocated_grpo_run_then_resume(vllm_env, tmp_path):
     assert [[r[k] for k in keys] for r in _metrics(whole)] == [[r[k] for k in keys] for r in rows]
 
 
+@pytest.mark.parametrize("engine", ["ddp", "fsdp"])
+def test_colocated_engines_on_two_processes(vllm_env, tmp_path, engine):
+    """`accelerate launch` with rollout.backend=vllm: one engine per process (vLLM's external
+    launcher), each synced from its own process (under FSDP2 from weights gathered tensor by tensor)."""
+    from r1kit.testing import launch_cmd
+
+    run = tmp_path / "run"
+    config = ROOT / "configs/accelerate/fsdp2.yaml" if engine == "fsdp" else None
+    p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}", "rollout.backend=vllm",
+                        "rollout.vllm.kv_cache_gb=0.5", "train.max_steps=2", "train.prompts_per_step=2",
+                        "rollout.group_size=4", *GRPO_ARGS, config_file=config),
+             dict(vllm_env, OMP_NUM_THREADS="1"), cwd=tmp_path)
+    assert f"grpo on 2 processes, engine {engine}" in p.stderr
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    # step 2 samples with the weights synced after step 1: the engines followed their learners
+    assert all(r["sampling/logp_diff/max"] < TOL and r["time/weight_sync"] > 0 for r in rows), rows
+    assert (run / "final" / "config.json").is_file()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
