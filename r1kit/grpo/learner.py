@@ -373,11 +373,12 @@ class Learner:
                 with self._sync(last=i == len(micro) - 1):
                     loss, entropy, m = self._micro_step(mb, n_tokens, n_seqs)
                 part["loss"] += loss
-                part["entropy"] += entropy / max(1.0, n_tokens)
+                part["entropy"] += entropy  # a sum: divided by the step's tokens once reduced
                 tok_share = float(mb.completion_mask_NT.sum()) / max(1.0, n_tokens)
                 for k, v in m.items():  # token-weighted means over micro-batches; maxima stay maxima
                     part[k] = max(part.get(k, 0.0), v) if k.endswith("/max") else part.get(k, 0.0) + v * tok_share
             part = reduce_metrics(part, self.world)  # each process held its share of the sums
+            part["entropy"] /= max(1.0, n_tokens)
             if not math.isfinite(part["loss"]):
                 raise FloatingPointError(f"non-finite loss {part['loss']}")
             grad_norm = self._clip_grad_norm(cfg.max_grad_norm or float("inf"))
