@@ -138,17 +138,6 @@ def barrier(world: World) -> None:
         world.accelerator.wait_for_everyone()
 
 
-def broadcast_object(obj: Any, world: World) -> Any:
-    """Rank 0's ``obj`` on every process."""
-    if not world.distributed:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj if world.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def unwrap(model):
     """The module inside an engine wrapper (DDP, DeepSpeed): what saves, generates and is read."""
     inner = getattr(model, "module", None)

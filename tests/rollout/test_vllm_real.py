@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -144,14 +143,10 @@ def test_colocated_engines_on_two_processes(vllm_env, tmp_path, engine):
     assert (run / "final" / "config.json").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
-    port = _free_port()
+    from r1kit.testing import free_port
+
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "w")
     # with a shared secret (required beyond loopback): every client below sends it
