@@ -61,11 +61,31 @@ def init_world(engine: bool = True) -> World:
     need the shared process state."""
     if launched_world_size() <= 1:
         return World()
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator, InitProcessGroupKwargs, PartialState
 
     cpu = not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu) if engine else PartialState(cpu=cpu)
+    kw: dict[str, Any] = {"cpu": cpu}
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        require_deepspeed()
+        # DeepSpeed runs on a CPU (its cpu accelerator, over gloo) when accelerate lets it start:
+        # not asked for CPU processes, and told the backend, which it would otherwise leave unset
+        kw = {"cpu": False, **({"backend": "gloo"} if cpu else {})}
+    if engine:
+        handlers = [InitProcessGroupKwargs(backend=kw.pop("backend"))] if "backend" in kw else []
+        acc = Accelerator(kwargs_handlers=handlers, **kw)
+    else:
+        acc = PartialState(**kw)
     return World(acc.process_index, acc.num_processes, acc)
+
+
+def require_deepspeed() -> None:
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "this accelerate launch config asks for DeepSpeed, which is not installed: "
+            "pip install 'r1kit[deepspeed]' (or pick configs/accelerate/ddp.yaml or fsdp2.yaml)"
+        ) from e
 
 
 def shard_bounds(n: int, world: World) -> tuple[int, int]:
@@ -131,6 +151,27 @@ def _all_reduce(values: list[float | None], keys: list[str], world: World) -> li
         dist.all_reduce(t, op=op)
         result.extend(zip(idx, t.tolist()))
     return [v for _, v in sorted(result)]
+
+
+def zero_stage(world: World) -> int:
+    """The DeepSpeed ZeRO stage of this launch (0: not under DeepSpeed)."""
+    if world.engine != "deepspeed":
+        return 0
+    plugin = getattr(getattr(world.accelerator, "state", None), "deepspeed_plugin", None)
+    return int(plugin.zero_stage) if plugin is not None else int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2"))
+
+
+def prepare_deepspeed(world: World, model, optimizer, micro_batch_size: int, max_grad_norm: float | None):
+    """The DeepSpeed engine (ZeRO-1/2: optimizer states, and gradients at 2, sharded over the
+    processes) around ``model`` and ``optimizer``, through accelerate. The learner marks the
+    gradient-accumulation boundaries itself (one optimizer step per r1kit step and inner epoch),
+    so DeepSpeed's own accumulation count is 1; clipping is DeepSpeed's, at ``max_grad_norm``."""
+    plugin = world.accelerator.state.deepspeed_plugin
+    plugin.deepspeed_config.update(
+        train_micro_batch_size_per_gpu=micro_batch_size, gradient_accumulation_steps=1,
+        train_batch_size=micro_batch_size * world.size, gradient_clipping=float(max_grad_norm or 0.0),
+    )
+    return world.accelerator.prepare(model, optimizer)
 
 
 def barrier(world: World) -> None:

@@ -15,7 +15,8 @@ import torch
 
 from r1kit.config import GRPOSection, TrainSection
 from r1kit.distributed import (
-    World, is_sharded, load_full_optimizer_state, reduce_metrics, shard_bounds, shard_fsdp2, sync_from_rank0, unwrap,
+    World, is_sharded, load_full_optimizer_state, prepare_deepspeed, reduce_metrics, shard_bounds, shard_fsdp2,
+    sync_from_rank0, unwrap,
 )
 from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
@@ -231,32 +232,47 @@ class Learner:
                     sync_from_rank0(m, device)
             shard_fsdp2(policy)
         params = [p for p in policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
+        # the schedule sets the torch optimizer's learning rates, also inside an engine's wrapper
+        self.torch_optimizer = self.optimizer = torch.optim.AdamW(
             params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
         )
+        self.scheduler = self._schedule()
         if engine == "ddp":
             self.model, self.optimizer = self.world.accelerator.prepare(policy, self.optimizer)
             self.model.register_comm_hook(None, self._timed_allreduce)
-        self.scheduler = self._schedule()
+        elif engine == "deepspeed":
+            self.model, self.optimizer = prepare_deepspeed(
+                self.world, policy, self.optimizer, train.micro_batch_size, train.max_grad_norm,
+            )
         self.device = next(policy.parameters()).device
 
     def _schedule(self, last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
         t = self.train_cfg
         total = max(1, t.max_steps * self.grpo.num_iterations)  # optimizer steps
         return build_scheduler(
-            self.optimizer, t.lr_schedule, t.warmup_steps, total, tuple(t.lr_milestones), tuple(t.lr_factors),
+            self.torch_optimizer, t.lr_schedule, t.warmup_steps, total, tuple(t.lr_milestones), tuple(t.lr_factors),
             last_epoch=last_epoch,
         )
 
     def load_state(self, optimizer_state: dict, scheduler_state: dict) -> None:
         """Resume: the checkpoint's moments and step count with this config's hyper-parameters
         (lr, betas, weight decay, schedule), so what config.yaml records is what trains."""
+        parts = optimizer_state.get("zero_partitions")  # saved under DeepSpeed: one per process
+        deepspeed = self.world.engine == "deepspeed"
+        if (parts is not None) != deepspeed or (deepspeed and len(parts) != self.world.size):
+            saved = f"{len(parts)} processes under DeepSpeed" if parts is not None else "a run not under DeepSpeed"
+            raise ValueError(
+                f"its optimizer state was saved by {saved}; this run has {self.world.size} process(es), engine "
+                f"{self.world.engine}: DeepSpeed's ZeRO partitions resume only under DeepSpeed with as many processes"
+            )
         if is_sharded(self.model):  # a full state dict (keyed by parameter name): each process takes its shard
             load_full_optimizer_state(self.model, self.optimizer, optimizer_state)
+        elif deepspeed:  # this process takes its own partition
+            self.model.optimizer.load_state_dict(parts, load_optimizer_states=True, load_from_fp32_weights=True)
         else:
             self.optimizer.load_state_dict(optimizer_state)
         t = self.train_cfg
-        for group in self.optimizer.param_groups:
+        for group in self.torch_optimizer.param_groups:
             group.update(initial_lr=t.lr, weight_decay=t.weight_decay, betas=(t.adam_beta1, t.adam_beta2))
         self.scheduler = self._schedule(last_epoch=int(scheduler_state["last_epoch"]) - 1)
 
@@ -326,7 +342,10 @@ class Learner:
                 old_NT, mb.sampling_logp_NT, mb.completion_mask_NT, g.is_correction, g.is_cap, is_weight=is_w,
             ))
         # the engine averages gradients over processes; each loss is a share of the global sum
-        (loss * self.world.size).backward()
+        if self.world.engine == "deepspeed":
+            self.model.backward(loss * self.world.size)
+        else:
+            (loss * self.world.size).backward()
         return float(loss.detach()), entropy, m
 
     def _own_rows(self, batch: Batch) -> Batch:
@@ -381,11 +400,8 @@ class Learner:
             part["entropy"] /= max(1.0, n_tokens)
             if not math.isfinite(part["loss"]):
                 raise FloatingPointError(f"non-finite loss {part['loss']}")
-            grad_norm = self._clip_grad_norm(cfg.max_grad_norm or float("inf"))
-            if not math.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm {grad_norm}")
             lr = self.scheduler.get_last_lr()[0]
-            self.optimizer.step()
+            grad_norm = self._clip_and_step(cfg.max_grad_norm or float("inf"))
             self.scheduler.step()
             for k, v in part.items():
                 sums[k] = max(sums.get(k, 0.0), v) if k.endswith("/max") else sums.get(k, 0.0) + v / g.num_iterations
@@ -410,7 +426,10 @@ class Learner:
     @contextlib.contextmanager
     def _sync(self, last: bool):
         """Gradients are reduced across processes only on an optimizer step's last micro-batch."""
-        if not self.world.distributed or last:
+        if self.world.engine == "deepspeed":  # ZeRO reduces (ZeRO-2: into its shards) at the boundary
+            self.model.set_gradient_accumulation_boundary(last)
+            yield
+        elif not self.world.distributed or last:
             yield
         elif self.world.engine == "fsdp":
             self.model.set_requires_gradient_sync(False)
@@ -422,11 +441,21 @@ class Learner:
             with self.world.accelerator.no_sync(self.model):
                 yield
 
-    def _clip_grad_norm(self, max_norm: float) -> float:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.world.engine == "ddp":
-            norm = self.world.accelerator.clip_grad_norm_(params, max_norm)
-        else:  # FSDP2: torch's norm over the sharded (DTensor) gradients is the global one
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        return float(norm)
+    def _clip_and_step(self, max_norm: float) -> float:
+        """Clip the gradients to ``max_norm`` and take the optimizer step; the norm before clipping.
+        A non-finite norm raises before the step (under DeepSpeed, whose step clips: after it)."""
+        if self.world.engine == "deepspeed":
+            self.model.step()
+            norm = float(self.model.get_global_grad_norm())
+        else:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if self.world.engine == "ddp":
+                t = self.world.accelerator.clip_grad_norm_(params, max_norm)
+            else:  # FSDP2: torch's norm over the sharded (DTensor) gradients is the global one
+                t = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            norm = float(t.full_tensor() if hasattr(t, "full_tensor") else t)
+        if not math.isfinite(norm):
+            raise FloatingPointError(f"non-finite gradient norm {norm}")
+        if self.world.engine != "deepspeed":
+            self.optimizer.step()
+        return norm

@@ -31,6 +31,7 @@ from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
 from r1kit.distributed import (
     World, barrier, full_params, full_state_dicts, gather_objects, init_world, is_sharded, prompt_seed, shard_bounds,
+    zero_stage,
 )
 from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
@@ -299,6 +300,8 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
     model_state = optim_state = None
     if is_sharded(parts.policy):  # FSDP2: gathered whole on process 0, one tensor at a time
         model_state, optim_state = full_state_dicts(parts.policy, learner.optimizer)
+    elif world.engine == "deepspeed":  # ZeRO: each process's partition of the optimizer state, in rank order
+        optim_state = {"zero_partitions": gather_objects(learner.optimizer.state_dict(), world)}
     path = run_dir / "checkpoints" / f"step-{step}"
     if world.is_main:
         path = save_checkpoint(
@@ -364,10 +367,10 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[st
 
 def check_world(cfg: GRPORun, world: World) -> None:
     """Each process gets whole groups, as many as the others: refused before any work otherwise."""
-    if world.engine == "deepspeed":
+    if zero_stage(world) == 3:
         raise TrainingError(
-            "r1kit grpo runs under DDP or FSDP2 (configs/accelerate/ddp.yaml, fsdp2.yaml), not yet under DeepSpeed; "
-            "sft, dpo and distill run under all three"
+            "r1kit grpo runs under DDP, FSDP2 and DeepSpeed ZeRO-1/2, not yet ZeRO-3 (configs/accelerate/zero3.yaml): "
+            "for sharded parameters use configs/accelerate/fsdp2.yaml; sft, dpo and distill run under ZeRO-3"
         )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:

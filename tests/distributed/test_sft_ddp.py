@@ -1,11 +1,13 @@
-"""`r1kit sft` on 2 processes (accelerate launch, DDP over gloo): the same losses and weights as
-one process at the same global batch, process 0 keeping the run directory, every process's RNG
-state in the checkpoints, and exact resume after SIGKILL of every process."""
+"""`r1kit sft` on 2 processes (accelerate launch, DDP over gloo; DeepSpeed ZeRO-2 and ZeRO-3 on
+its CPU accelerator): the same losses and weights as one process at the same global batch,
+process 0 keeping the run directory, every process's RNG state in the checkpoints, and exact
+resume after SIGKILL of every process."""
 
 import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -13,6 +15,7 @@ from safetensors.torch import load_file
 from r1kit.testing import launch_cmd, run_until_then_sigkill, save_tiny
 
 pytestmark = pytest.mark.slow
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +30,17 @@ def setup(tmp_path_factory):
     return root, model, data, env
 
 
-def sft(n, setup, out, batch_size, env=None):
+def sft(n, setup, out, batch_size, config_file=None):
     root, model, data, base_env = setup
     return launch_cmd(n, "sft", f"model.name_or_path={model}", f"data.path={data}", f"output_dir={out}",
                       f"train.batch_size={batch_size}", "train.lr=5e-3", "train.progress=false", "train.shuffle=false",
-                      "train.max_steps=4", "train.save_every=2")
+                      "train.max_steps=4", "train.save_every=2", config_file=config_file)
 
 
 def ok(cmd, env):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    return p
 
 
 def rows(run):
@@ -55,16 +59,26 @@ def two(setup):
     return root / "two"
 
 
-def test_two_processes_equal_one_process_at_the_same_global_batch(setup, two, tmp_path):
-    env = setup[3]
-    one = tmp_path / "one"
-    ok(sft(1, setup, one, 4), env)
+@pytest.fixture(scope="module")
+def one(setup):
+    root, *_, env = setup
+    ok(sft(1, setup, root / "one", 4), env)
+    return root / "one"
+
+
+def assert_same_training(one, two):
     a, b = rows(one), rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]
     for x, y in zip(a, b):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-5) and y["num_tokens"] == x["num_tokens"]
-    assert b[-1]["loss"] < b[0]["loss"]
-    assert max_diff(one, two) < 1e-5
+    diff = max_diff(one, two)
+    print(f"max |w_1proc - w_2proc| = {diff:.3g}")
+    assert diff < 1e-5
+
+
+def test_two_processes_equal_one_process_at_the_same_global_batch(setup, one, two):
+    assert_same_training(one, two)
+    assert rows(two)[-1]["loss"] < rows(two)[0]["loss"]
     ckpt = two / "checkpoints" / "step-2"
     assert (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()
     assert json.loads((two / "run_state.json").read_text())["status"] == "completed"
@@ -79,6 +93,27 @@ def test_sigkill_two_processes_then_resume_is_exact(setup, two, tmp_path):
     assert code == -signal.SIGKILL and [r["step"] for r in rows(killed)] == [1, 2]
     ok(launch_cmd(2, "sft", "--resume", str(killed)), env)
     # num_tokens is TRL's running count of tokens seen, which TRL restarts on resume (one process too)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "num_tokens"} for r in rs]  # noqa: E731
+    assert strip(rows(killed)) == strip(rows(two))
+    assert max_diff(killed, two) == 0.0
+
+
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_deepspeed_two_processes_equal_one_process_then_resume(zero, setup, one, tmp_path):
+    """DeepSpeed (its CPU accelerator over gloo) through accelerate's own config files: ZeRO-2
+    shards optimizer states and gradients, ZeRO-3 the parameters too; TRL saves the ZeRO shards
+    in each checkpoint, and a 2-process run killed after step 2 resumes to the same weights."""
+    env = setup[3]
+    cfg = ACCELERATE_CONFIGS / f"{zero}.yaml"
+    two = tmp_path / "two"
+    ok(sft(2, setup, two, 2, cfg), env)
+    assert_same_training(one, two)
+    assert (two / "checkpoints" / "step-2" / "global_step2").is_dir()  # DeepSpeed's own sharded states
+    killed = tmp_path / "killed"
+    code = run_until_then_sigkill(sft(2, setup, killed, 2, cfg), dict(env, R1KIT_TEST_PAUSE_AFTER_CHECKPOINT="2"),
+                                  tmp_path / "log", "paused after the step-2 checkpoint", timeout_s=300)
+    assert code == -signal.SIGKILL and [r["step"] for r in rows(killed)] == [1, 2]
+    ok(launch_cmd(2, "sft", "--resume", str(killed), config_file=cfg), env)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "num_tokens"} for r in rs]  # noqa: E731
     assert strip(rows(killed)) == strip(rows(two))
     assert max_diff(killed, two) == 0.0
