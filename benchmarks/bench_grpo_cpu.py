@@ -188,12 +188,7 @@ def run_r1kit(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
     if len(metrics) != total:
         raise RuntimeError(f"r1kit wrote {len(metrics)} metric rows, expected {total}")
 
-    # The prompts each step trained on must be the shared prompt list, P distinct prompts x G.
-    problems = 0
-    for step in range(1, total + 1):
-        seen = [s["prompt"] for s in samples if s["step"] == step]
-        want = [r["prompt"] for r in rows[(step - 1) * args.prompts : step * args.prompts] for _ in range(args.group_size)]
-        problems += seen != want
+    problems = r1kit_prompt_problems(samples, rows, args.prompts, args.group_size, total)
 
     steps = []
     for m in metrics:
@@ -327,6 +322,17 @@ def trl_config(args, workdir: Path):
         log_completions=False,
         disable_tqdm=True,
     )
+
+
+def r1kit_prompt_problems(samples: list[dict], rows: list[dict], P: int, G: int, total: int) -> int:
+    """How many steps did not train on the shared prompt list (P prompts, each G times, in order),
+    from samples.jsonl written with ``train.log_all_samples`` (every completion of every step)."""
+    problems = 0
+    for step in range(1, total + 1):
+        seen = [s["prompt"] for s in samples if s["step"] == step]
+        want = [r["prompt"] for r in rows[(step - 1) * P : step * P] for _ in range(G)]
+        problems += seen != want
+    return problems
 
 
 def _trl_prompt_problems(calls: list[list[str]], rows: list[dict], P: int, G: int, total: int) -> int:
@@ -557,6 +563,10 @@ def main(argv=None) -> int:
         print(f"speedup vs TRL: {summaries['trl']['median'] / summaries['r1kit']['median']:.2f}x")
     else:
         print("speedup vs TRL: n/a (run with --only both)")
+    failed = {k: v["prompt_check"] for k, v in results.items() if v["prompt_check"] != "ok"}
+    if failed:  # the trainers did not see the same prompts: the comparison means nothing
+        print(f"error: prompt check failed: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -162,16 +163,83 @@ def zero_stage(world: World) -> int:
 
 
 def prepare_deepspeed(world: World, model, optimizer, micro_batch_size: int, max_grad_norm: float | None):
-    """The DeepSpeed engine (ZeRO-1/2: optimizer states, and gradients at 2, sharded over the
-    processes) around ``model`` and ``optimizer``, through accelerate. The learner marks the
-    gradient-accumulation boundaries itself (one optimizer step per r1kit step and inner epoch),
-    so DeepSpeed's own accumulation count is 1; clipping is DeepSpeed's, at ``max_grad_norm``."""
+    """The DeepSpeed engine around ``model`` and ``optimizer``, through accelerate: ZeRO-1/2 shard
+    the optimizer states (and at 2 the gradients), ZeRO-3 the parameters too. The learner marks
+    the gradient-accumulation boundaries itself (one optimizer step per r1kit step and inner
+    epoch), so DeepSpeed's own accumulation count is 1; clipping is DeepSpeed's, at ``max_grad_norm``."""
     plugin = world.accelerator.state.deepspeed_plugin
     plugin.deepspeed_config.update(
         train_micro_batch_size_per_gpu=micro_batch_size, gradient_accumulation_steps=1,
         train_batch_size=micro_batch_size * world.size, gradient_clipping=float(max_grad_norm or 0.0),
     )
-    return world.accelerator.prepare(model, optimizer)
+    engine, wrapped_optimizer = world.accelerator.prepare(model, optimizer)
+    if zero_stage(world) == 3:
+        _ZERO3_ENGINES[model] = engine  # full_params needs the engine's hooks
+    return engine, wrapped_optimizer
+
+
+def load_whole_models_under_zero3() -> None:
+    """Under a ZeRO-3 launch config transformers would create every model already partitioned
+    (``zero3_init_flag``); GRPO loads the policy and reference whole, as FSDP2 does, and lets
+    the engine partition the policy when it is prepared."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+
+
+_ZERO3_ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> its ZeRO-3 engine
+
+
+def is_zero3(model) -> bool:
+    return any(hasattr(p, "ds_id") for p in unwrap(model).parameters())
+
+
+@contextlib.contextmanager
+def _zero3_whole(model):
+    """ZeRO-3: every parameter gathered on every process, with DeepSpeed's per-module hooks off
+    inside the block (they would re-partition after each forward pass, a collective), as TRL's
+    ``unwrap_model_for_generation`` does."""
+    import deepspeed
+
+    module = unwrap(model)
+    engine = _ZERO3_ENGINES.get(module)
+    offload = getattr(getattr(engine, "optimizer", None), "parameter_offload", None)
+    params = list(module.parameters())
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+        start_hook = None
+        if offload is not None:
+            for p in params:
+                p.ds_active_sub_modules.clear()
+            # the root's start-of-forward hook checks step counts across processes: a collective
+            start_hook = offload.module._forward_pre_hooks[offload.fwd_pre_hook.id]
+            for h in offload.forward_hooks + offload.backward_hooks + [offload.fwd_pre_hook]:
+                h.remove()
+            offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            if offload is not None:
+                coordinator = getattr(offload, "param_coordinator", None)
+                if coordinator is not None and not coordinator.is_invalid_trace():
+                    coordinator._invalidate_trace()  # generation ran other modules in another order
+                offload.fwd_pre_hook = offload.module.register_forward_pre_hook(start_hook)  # first, as DeepSpeed does
+                offload._register_deepspeed_module(offload.module)
+
+
+def zero3_full_state_dict(model, world: World) -> dict:
+    """ZeRO-3: the whole model's state dict on process 0 (CPU memory), gathered one parameter at
+    a time; the other processes get an empty dict. Every process calls it."""
+    import deepspeed
+
+    out: dict = {}
+    for name, t in unwrap(model).state_dict(keep_vars=True).items():
+        if hasattr(t, "ds_id"):
+            with deepspeed.zero.GatheredParameters([t], modifier_rank=None):
+                if world.is_main:
+                    out[name] = t.data.detach().cpu().clone()
+        elif world.is_main:
+            out[name] = t.detach().cpu().clone()
+    return out
 
 
 def barrier(world: World) -> None:
@@ -235,12 +303,23 @@ def _fsdp_modules(model) -> list:
 
 @contextlib.contextmanager
 def full_params(model):
-    """Under FSDP2, every process holds the whole model inside the block, so forward passes need
-    no collective: generation and evaluation, whose number of forward passes differs between
-    processes. Entered by every process at once (the gathering is one); a no-op otherwise."""
+    """Under FSDP2 and ZeRO-3, every process holds the whole model inside the block, so forward
+    passes need no collective: generation and evaluation, whose number of forward passes differs
+    between processes. Entered by every process at once (the gathering is one); a no-op otherwise."""
+    if getattr(model, "_r1kit_whole", False):
+        yield  # already whole: process 0 alone inside re-enters (its eval's generation)
+        return
+    if is_zero3(model):
+        model._r1kit_whole = True
+        try:
+            with _zero3_whole(model):
+                yield
+        finally:
+            model._r1kit_whole = False
+        return
     mods = _fsdp_modules(model)
-    if not mods or getattr(model, "_r1kit_whole", False):
-        yield  # not sharded; or already whole: process 0 alone inside re-enters (its eval's generation)
+    if not mods:
+        yield  # not sharded
         return
     for m in mods:
         m.unshard()
@@ -256,26 +335,37 @@ def full_params(model):
             m.set_reshard_after_forward(reshard)
 
 
-def full_state_dicts(model, optimizer=None) -> tuple[dict, dict | None]:
-    """FSDP2: the whole model's (and optimizer's) state dicts, gathered on process 0 in CPU
-    memory, one tensor at a time (the other processes get empty dicts). Every process calls it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+def full_model_state(model) -> dict:
+    """FSDP2: the whole model's state dict, gathered on process 0 in CPU memory, one tensor at a
+    time (the other processes get an empty dict). Every process calls it."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    msd = get_model_state_dict(model, options=opts)
-    osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
-    return msd, osd
+    return get_model_state_dict(model, options=_full_cpu())
+
+
+def full_optimizer_state(model, optimizer) -> dict:
+    """FSDP2: the whole optimizer state dict (keyed by parameter name), gathered like :func:`full_model_state`."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full_cpu())
+
+
+def _full_cpu():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def load_full_optimizer_state(model, optimizer, state: dict) -> None:
-    """FSDP2: each process takes its shard of a full optimizer state dict (as saved by :func:`full_state_dicts`)."""
+    """FSDP2: each process takes its shard of a full optimizer state dict (as saved by :func:`full_optimizer_state`)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
 
 
 def is_sharded(model) -> bool:
-    return bool(_fsdp_modules(model))
+    """Parameters sharded over the processes (FSDP2, ZeRO-3): forward passes are collectives."""
+    return bool(_fsdp_modules(model)) or is_zero3(model)
 
 
 def prompt_seed(seed: int, *key: int) -> int:

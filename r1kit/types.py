@@ -71,6 +71,7 @@ class Batch:
     old_logp_NT: torch.Tensor | None = None
     ref_logp_NT: torch.Tensor | None = None
     sampling_logp_NT: torch.Tensor | None = None  # the rollout engine's own log-probs (vLLM)
+    pg_mask_NT: torch.Tensor | None = None  # tokens whose policy-gradient term counts (high-entropy selection)
 
     def __len__(self) -> int:
         return self.prompt_ids_NL.shape[0]

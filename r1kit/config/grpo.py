@@ -42,11 +42,32 @@ class GRPOSection(Section):
     # at most is_cap ("*_truncate") or zeroed above it ("*_mask"); "none" turns it off.
     is_correction: str = choice("token_truncate", "r1kit.grpo.loss:IS_MODES")
     is_cap: float = 2.0
+    # The ratio in the surrogate: "token" (PPO/GRPO), "sequence" (GSPO: one ratio per sequence,
+    # exp of its mean log-ratio), "sequence_token" (GSPO-token: that value, per-token gradients).
+    importance_sampling_level: str = choice("token", "r1kit.grpo.loss:IS_LEVELS")
+    # SAPO's gate temperatures (loss_type: sapo), for A > 0 and A < 0 (TRL's defaults).
+    sapo_tau_pos: float = 1.0
+    sapo_tau_neg: float = 1.05
+    # Dual-clip PPO: for A < 0 the objective is at least c * A (e.g. 3.0); null: off.
+    dual_clip_c: float | None = None
+    # High-entropy token selection: only the tokens in the top fraction of the step by entropy
+    # (of the sampling policy) carry the policy gradient (0.2: the "80/20" result); the KL term
+    # keeps every token. 1.0: off.
+    top_entropy_quantile: float = 1.0
 
     def check(self) -> None:
         at_least(self, 0, "beta", "epsilon_low", "max_resample_rounds")
         at_least(self, 1, "num_iterations")
-        positive(self, "is_cap")
+        positive(self, "is_cap", "top_entropy_quantile")
+        if self.top_entropy_quantile > 1.0:
+            raise ConfigError(f"top_entropy_quantile: a fraction in (0, 1], got {self.top_entropy_quantile}")
+        from r1kit.grpo.loss import check_objective
+
+        try:
+            check_objective(self.loss_type, self.importance_sampling_level, self.dual_clip_c,
+                            self.sapo_tau_pos, self.sapo_tau_neg, prefix="grpo.")
+        except ValueError as e:  # names every key in full; the parser puts the section before the first
+            raise ConfigError(str(e).removeprefix("grpo.")) from e
 
 
 @dataclass

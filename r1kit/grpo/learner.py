@@ -15,10 +15,10 @@ import torch
 
 from r1kit.config import GRPOSection, TrainSection
 from r1kit.distributed import (
-    World, is_sharded, load_full_optimizer_state, prepare_deepspeed, reduce_metrics, shard_bounds, shard_fsdp2,
-    sync_from_rank0, unwrap,
+    World, gather_objects, is_sharded, load_full_optimizer_state, prepare_deepspeed, reduce_metrics, shard_bounds,
+    shard_fsdp2, sync_from_rank0, unwrap,
 )
-from r1kit.grpo.loss import policy_loss, sampling_is_weights
+from r1kit.grpo.loss import entropy_threshold, high_entropy_mask, policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
 from r1kit.schedules import build_scheduler
 from r1kit.tensors import left_pad, positions
@@ -53,6 +53,18 @@ def entropy_sum(logits_NTV: torch.Tensor, mask_NT: torch.Tensor, chunk: int = 10
         logp = torch.log_softmax(flat_NV[lo : lo + chunk][m.bool()].float(), dim=-1)
         total += float(-(logp.exp() * logp).sum())
     return total
+
+
+@torch.no_grad()
+def token_entropies(logits_NTV: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """[N, T] float32 entropy of each position's next-token distribution, ``chunk`` rows at a time
+    (no graph kept)."""
+    flat_NV = logits_NTV.detach().reshape(-1, logits_NTV.shape[-1])
+    out = []
+    for lo in range(0, flat_NV.shape[0], chunk):
+        logp = torch.log_softmax(flat_NV[lo : lo + chunk].float(), dim=-1)
+        out.append(-(logp.exp() * logp).sum(-1))
+    return torch.cat(out).view(logits_NTV.shape[:-1])
 
 
 def _plain_logits(model, batch: Batch) -> torch.Tensor:
@@ -265,10 +277,10 @@ class Learner:
                 f"its optimizer state was saved by {saved}; this run has {self.world.size} process(es), engine "
                 f"{self.world.engine}: DeepSpeed's ZeRO partitions resume only under DeepSpeed with as many processes"
             )
-        if is_sharded(self.model):  # a full state dict (keyed by parameter name): each process takes its shard
-            load_full_optimizer_state(self.model, self.optimizer, optimizer_state)
-        elif deepspeed:  # this process takes its own partition
+        if deepspeed:  # this process takes its own partition
             self.model.optimizer.load_state_dict(parts, load_optimizer_states=True, load_from_fp32_weights=True)
+        elif is_sharded(self.model):  # FSDP2, a full state dict (keyed by parameter name): each process takes its shard
+            load_full_optimizer_state(self.model, self.optimizer, optimizer_state)
         else:
             self.optimizer.load_state_dict(optimizer_state)
         t = self.train_cfg
@@ -282,36 +294,57 @@ class Learner:
         return [torch.arange(i, min(i + mb, len(batch))) for i in range(0, len(batch), mb)]
 
     @torch.no_grad()
-    def _logprobs(self, batch: Batch, blank: Batch | None = None, slots: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(old_logp_NT, ref_logp_NT)``: old log-probs only when mu > 1, reference log-probs
-        only when beta > 0 (else None), computed once per batch. Under FSDP2 a forward pass of the
+    def _logprobs(self, batch: Batch, blank: Batch | None = None, slots: int = 0) -> tuple[torch.Tensor | None, ...]:
+        """``(old_logp_NT, ref_logp_NT, entropy_NT)``, computed once per batch before any update:
+        old log-probs only when mu > 1, reference log-probs only when beta > 0, the policy's token
+        entropies only for high-entropy selection (each None otherwise; old log-probs and
+        entropies from the same chunked logits). Under FSDP2 and ZeRO-3 a forward pass of the
         policy is a collective: a process with fewer micro-batches than ``slots`` runs ``blank``."""
         need_old = self.grpo.num_iterations > 1
         need_ref = self.grpo.beta != 0.0
-        if not (need_old or need_ref):
-            return None, None
+        need_ent = self.grpo.top_entropy_quantile < 1.0
+        if not (need_old or need_ref or need_ent):
+            return None, None, None
         old_NT = torch.zeros(batch.completion_ids_NT.shape) if need_old else None
         ref_NT = torch.zeros(batch.completion_ids_NT.shape) if need_ref else None
+        ent_NT = torch.zeros(batch.completion_ids_NT.shape) if need_ent else None
         was_training = self.policy.training
         self.policy.eval()  # no dropout: old log-probs must match the sampling policy
         chunk, temp = self.train_cfg.logit_chunk, self.temperature
         idxs = self._micro_batches(batch) if len(batch) else []
-        lockstep = is_sharded(self.model) and (need_old or self.ref is None)  # a separate reference is not sharded
+        # a separate reference is not sharded
+        lockstep = is_sharded(self.model) and (need_old or need_ent or self.ref is None)
         for idx in idxs + [None] * ((slots - len(idxs)) if lockstep else 0):
             mb = self._to_device(blank if idx is None else batch.select(idx))
             w = mb.completion_ids_NT.shape[1]
             with autocast(self.device, self.amp):
-                if need_old:
-                    lp = token_logprobs(self.policy, mb, chunk, temp).float().cpu()
-                    if idx is not None:
-                        old_NT[idx, :w] = lp
+                if need_old or need_ent:
+                    logits_NTV = completion_logits(self.policy, mb, temp)
+                    if need_old:
+                        lp = selective_log_softmax(logits_NTV, mb.completion_ids_NT, chunk).float().cpu()
+                        if idx is not None:
+                            old_NT[idx, :w] = lp
+                    if need_ent and idx is not None:
+                        ent_NT[idx, :w] = token_entropies(logits_NTV, chunk).cpu()
+                    del logits_NTV
                 if need_ref:
                     with reference_context(self.policy, self.ref) as ref_model:
                         lp = token_logprobs(ref_model, mb, chunk, temp).float().cpu()
                     if idx is not None:
                         ref_NT[idx, :w] = lp
         self.policy.train(was_training)
-        return old_NT, ref_NT
+        return old_NT, ref_NT, ent_NT
+
+    def _high_entropy_tokens(self, mine: Batch, ent_NT: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The policy-gradient mask of this process's rows: the top ``top_entropy_quantile`` of the
+        whole step's counted tokens by entropy (the threshold from every process's tokens)."""
+        counted = ent_NT[mine.completion_mask_NT.bool()]
+        every = torch.cat(gather_objects(counted, self.world)) if self.world.distributed else counted
+        threshold = entropy_threshold(every, self.grpo.top_entropy_quantile)
+        selected = float((every >= threshold).sum()) / max(1, every.numel())
+        return high_entropy_mask(ent_NT, mine.completion_mask_NT, threshold), {
+            "entropy/threshold": threshold, "entropy/selected_frac": selected,
+        }
 
     def _to_device(self, b: Batch) -> Batch:
         return Batch(**{f.name: None if (t := getattr(b, f.name)) is None else t.to(self.device)
@@ -336,6 +369,8 @@ class Learner:
             loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
             beta=g.beta, kl_estimator=g.kl_estimator, max_completion_length=self.max_completion_length,
             is_weight=None if g.is_correction == "none" else is_w, num_tokens=num_tokens, num_seqs=num_seqs,
+            importance_sampling_level=g.importance_sampling_level, sapo_tau_pos=g.sapo_tau_pos,
+            sapo_tau_neg=g.sapo_tau_neg, dual_clip_c=g.dual_clip_c, pg_mask=mb.pg_mask_NT,
         )
         if is_w is not None:
             m.update(sampling_mismatch(
@@ -377,8 +412,9 @@ class Learner:
         n_seqs = float(len(batch))
         mine = self._own_rows(batch)
         slots, blank = self._micro_batch_slots(mine), self._blank(mine, batch)
-        old_NT, ref_NT = self._logprobs(mine, blank, slots)
-        mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT)
+        old_NT, ref_NT, ent_NT = self._logprobs(mine, blank, slots)
+        pg_mask_NT, selection = self._high_entropy_tokens(mine, ent_NT) if ent_NT is not None else (None, {})
+        mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT, pg_mask_NT=pg_mask_NT)
         micro = [mine.select(idx) for idx in self._micro_batches(mine)] if len(mine) else []
         micro += [blank] * (slots - len(micro))
         self.policy.train()
@@ -407,7 +443,7 @@ class Learner:
                 sums[k] = max(sums.get(k, 0.0), v) if k.endswith("/max") else sums.get(k, 0.0) + v / g.num_iterations
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / g.num_iterations
             sums["lr"] = lr
-        return sums
+        return {**sums, **selection}
 
     def _timed_allreduce(self, state, bucket):
         """DDP's default all-reduce of one gradient bucket (the mean), timed until its result is in."""

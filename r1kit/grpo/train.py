@@ -30,8 +30,8 @@ from r1kit.grpo.advantages import group_advantages, zero_variance_groups
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
 from r1kit.distributed import (
-    World, barrier, full_params, full_state_dicts, gather_objects, init_world, is_sharded, prompt_seed, shard_bounds,
-    zero_stage,
+    World, barrier, full_model_state, full_optimizer_state, full_params, gather_objects, init_world, is_sharded, is_zero3,
+    load_whole_models_under_zero3, prompt_seed, shard_bounds, zero3_full_state_dict, zero_stage,
 )
 from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
@@ -282,9 +282,17 @@ def _restore(state: dict[str, Any], learner: Learner, source, world: World) -> N
     set_rng_state(per_rank[world.rank] if world.rank < len(per_rank) else per_rank[0])
 
 
+def _whole_model_state(policy, world: World) -> dict | None:
+    """FSDP2 / ZeRO-3: the whole state dict on process 0, every process helping gather it one
+    tensor at a time; None when every process holds the whole model anyway."""
+    if is_zero3(policy):
+        return zero3_full_state_dict(policy, world)
+    return full_model_state(policy) if is_sharded(policy) else None
+
+
 def _save_model(target: Path, policy, tokenizer, world: World) -> None:
-    """``final/`` by process 0; under FSDP2 from the state dict every process helps gather."""
-    model_state = full_state_dicts(policy)[0] if is_sharded(policy) else None
+    """``final/`` by process 0; under FSDP2 and ZeRO-3 from the state dict every process helps gather."""
+    model_state = _whole_model_state(policy, world)
     if world.is_main:
         save_model_dir(target, policy, tokenizer, state_dict=model_state)
 
@@ -297,11 +305,11 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
     if not t.save_every or (step % t.save_every and step != t.max_steps):
         return None
     rngs = gather_objects(rng_state(), world)
-    model_state = optim_state = None
-    if is_sharded(parts.policy):  # FSDP2: gathered whole on process 0, one tensor at a time
-        model_state, optim_state = full_state_dicts(parts.policy, learner.optimizer)
-    elif world.engine == "deepspeed":  # ZeRO: each process's partition of the optimizer state, in rank order
+    model_state, optim_state = _whole_model_state(parts.policy, world), None
+    if world.engine == "deepspeed":  # ZeRO: each process's partition of the optimizer state, in rank order
         optim_state = {"zero_partitions": gather_objects(learner.optimizer.state_dict(), world)}
+    elif is_sharded(parts.policy):  # FSDP2: gathered whole on process 0, one tensor at a time
+        optim_state = full_optimizer_state(parts.policy, learner.optimizer)
     path = run_dir / "checkpoints" / f"step-{step}"
     if world.is_main:
         path = save_checkpoint(
@@ -317,7 +325,11 @@ def sync_rollout(rollout, policy, world: World) -> None:
     """Send the learner's weights to the generator: to each process's own engine, or once (by
     process 0) to a server every process shares."""
     shared = getattr(rollout, "shared_by_processes", False)
-    if shared and is_sharded(policy):  # FSDP2: every process helps gather, process 0 sends
+    if is_zero3(policy):  # gathered whole on every process for the sync, then partitioned again
+        with full_params(policy):
+            if world.is_main or not shared:
+                rollout.sync_weights(policy)
+    elif shared and is_sharded(policy):  # FSDP2: every process helps gather, process 0 sends
         weights = hf_weights(policy)
         if world.is_main:
             rollout.sync_weights(policy, weights)
@@ -367,11 +379,6 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[st
 
 def check_world(cfg: GRPORun, world: World) -> None:
     """Each process gets whole groups, as many as the others: refused before any work otherwise."""
-    if zero_stage(world) == 3:
-        raise TrainingError(
-            "r1kit grpo runs under DDP, FSDP2 and DeepSpeed ZeRO-1/2, not yet ZeRO-3 (configs/accelerate/zero3.yaml): "
-            "for sharded parameters use configs/accelerate/fsdp2.yaml; sft, dpo and distill run under ZeRO-3"
-        )
     P, n = cfg.train.prompts_per_step, world.size
     if n > P:
         raise TrainingError(f"{n} processes but train.prompts_per_step={P}: each process needs at least one prompt")
@@ -444,6 +451,8 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     # the cheap checks of the run directory itself first.
     world = init_world()
     check_world(cfg, world)
+    if zero_stage(world) == 3:
+        load_whole_models_under_zero3()
     if world.distributed and world.is_main:
         print(f"[r1kit] grpo on {world.size} processes, engine {world.engine}", file=sys.stderr)
     check_run_dir(Path(cfg.output_dir), resume, "grpo")

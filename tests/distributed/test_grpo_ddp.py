@@ -69,7 +69,6 @@ def write_cfg(path: Path, model_dir: Path, **sections) -> Path:
 
 ROOT = Path(__file__).resolve().parents[2]
 FSDP2 = ROOT / "configs" / "accelerate" / "fsdp2.yaml"
-ZERO2 = ROOT / "configs" / "accelerate" / "zero2.yaml"
 
 
 def run(n: int, cfg: Path, out: Path, env, *extra: str, config_file=None) -> subprocess.CompletedProcess:
@@ -191,28 +190,32 @@ def test_fsdp2_lora_with_the_adapter_free_reference_equals_one_process(tmp_path,
     assert all("eval/arithmetic/pass@1" in r for r in rows(two / "metrics.jsonl"))
 
 
-def test_deepspeed_zero2_two_processes_equal_one_process_then_resume(tmp_path, tiny_dir, env):
-    """DeepSpeed ZeRO-2 (configs/accelerate/zero2.yaml; DeepSpeed's CPU accelerator over gloo),
-    beta > 0 and mu = 2: the learner marks the accumulation boundary, DeepSpeed reduces the
-    gradients into its shards and clips; checkpoints hold every process's ZeRO partition."""
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_deepspeed_two_processes_equal_one_process_then_resume(zero, tmp_path, tiny_dir, env):
+    """DeepSpeed ZeRO-2 / ZeRO-3 (configs/accelerate/zero2.yaml, zero3.yaml; DeepSpeed's CPU
+    accelerator over gloo), beta > 0 and mu = 2: the learner marks the accumulation boundary,
+    DeepSpeed reduces the gradients into its shards and clips; ZeRO-3's forward passes gather
+    the parameters layer by layer (old log-probs in lockstep), generation runs on the gathered
+    model; checkpoints hold every process's ZeRO partition of the optimizer state."""
     cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, grpo={"beta": 0.1, "num_iterations": 2})
+    launch = ROOT / "configs" / "accelerate" / f"{zero}.yaml"
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(1, cfg, one, env))
-    p = run(2, cfg, two, env, config_file=ZERO2)
+    p = run(2, cfg, two, env, config_file=launch)
     ok(p)
     assert "grpo on 2 processes, engine deepspeed" in p.stderr
     assert_equal_runs(one, two, 3, exact=False)
     diff = max_weight_diff(one / "final", two / "final")
-    print(f"zero2: max |w_1proc - w_2proc| = {diff:.3g}")
+    print(f"{zero}: max |w_1proc - w_2proc| = {diff:.3g}")
     assert diff < 1e-5 and max_weight_diff(one / "final", tiny_dir) > 1e-4
     state = torch.load(two / "checkpoints" / "step-2" / "trainer_state.pt", weights_only=False)
     assert len(state["optimizer"]["zero_partitions"]) == 2
     killed = tmp_path / "killed"
-    code = run_until_then_sigkill(launch_cmd(2, "grpo", str(cfg), f"output_dir={killed}", config_file=ZERO2),
+    code = run_until_then_sigkill(launch_cmd(2, "grpo", str(cfg), f"output_dir={killed}", config_file=launch),
                                   dict(env, R1KIT_TEST_PAUSE_AFTER_CHECKPOINT="2"), tmp_path / "log",
                                   "paused after the step-2 checkpoint", timeout_s=300)
     assert code == -signal.SIGKILL
-    ok(subprocess.run(launch_cmd(2, "grpo", "--resume", str(killed), config_file=ZERO2), env=env,
+    ok(subprocess.run(launch_cmd(2, "grpo", "--resume", str(killed), config_file=launch), env=env,
                       capture_output=True, text=True, timeout=600))
     assert_equal_runs(two, killed, 3, exact=True)
     assert max_weight_diff(two / "final", killed / "final") == 0.0
@@ -221,21 +224,22 @@ def test_deepspeed_zero2_two_processes_equal_one_process_then_resume(tmp_path, t
     assert p.returncode != 0 and "saved by 2 processes under DeepSpeed" in p.stderr, p.stderr[-3000:]
 
 
-def test_deepspeed_zero2_lora_equals_one_process(tmp_path, tiny_dir, env):
-    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"])
+def test_deepspeed_zero3_lora_with_eval_equals_one_process(tmp_path, tiny_dir, env):
+    """LoRA under ZeRO-3, beta > 0 (the reference: the partitioned policy with its adapters off),
+    with an eval each step (process 0 generates on the gathered model while the others wait)."""
+    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6}
+    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"], eval=evals)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(1, cfg, one, env))
-    ok(run(2, cfg, two, env, config_file=ZERO2))
+    ok(run(2, cfg, two, env, config_file=ROOT / "configs" / "accelerate" / "zero3.yaml"))
     assert_equal_runs(one, two, 3, exact=False)
-    assert max_weight_diff(one / "final", two / "final") < 1e-5
+    # measured 3.9e-5: ZeRO-3 reduce-scatters the gradients in its own summation order, and Adam
+    # at lr 5e-2 turns last-bit differences of near-zero LoRA gradients into visible steps
+    diff = max_weight_diff(one / "final", two / "final")
+    print(f"zero3 lora: max |w_1proc - w_2proc| = {diff:.3g}")
+    assert diff < 1e-4
     assert (two / "final" / "adapter_model.safetensors").is_file()
-
-
-def test_deepspeed_zero3_is_refused_before_any_work(tmp_path, tiny_dir, env):
-    cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir)
-    p = run(2, cfg, tmp_path / "run", env, config_file=ROOT / "configs" / "accelerate" / "zero3.yaml")
-    assert p.returncode != 0 and "not yet ZeRO-3" in p.stderr, p.stderr[-3000:]
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert all("eval/arithmetic/pass@1" in r for r in rows(two / "metrics.jsonl"))
 
 
 def test_sigkill_two_processes_then_resume_on_two_is_exact(tmp_path, env, two_process_run):

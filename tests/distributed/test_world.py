@@ -44,7 +44,6 @@ def test_seeding_modes():
     (["train.prompts_per_step=3"], {}, "train.prompts_per_step=3 does not split into whole groups over 2 processes "
                                        "(use a multiple of 2, e.g. 4)"),
     (["train.prompts_per_step=1"], {}, "2 processes but train.prompts_per_step=1: each process needs at least one prompt"),
-    ([], {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "not yet ZeRO-3"),
 ])
 def test_launches_that_cannot_work_are_refused(overrides, env, message, monkeypatch):
     for k, v in env.items():

@@ -62,10 +62,11 @@ def test_token_logprobs_match_unpadded_forward(tok, model):
         assert torch.allclose(lp[i, : len(c)], ref, atol=1e-5), i
 
 
-def _grads(model, tok, loss_type, micro, beta=0.0):
+def _grads(model, tok, loss_type, micro, beta=0.0, **grpo):
     m = copy.deepcopy(model)
     ref = copy.deepcopy(model).eval() if beta else None
-    learner = Learner(m, ref, GRPOSection(loss_type=loss_type, beta=beta), TrainSection(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
+    learner = Learner(m, ref, GRPOSection(loss_type=loss_type, beta=beta, **grpo),
+                      TrainSection(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     for group in learner.optimizer.param_groups:  # keep weights: we only compare gradients
         group["lr"] = 0.0
@@ -84,13 +85,47 @@ def test_micro_batching_equals_full_batch(tok, model, loss_type):
     assert s_full["ratio"] == pytest.approx(1.0) and s_full["grad_norm"] > 0
 
 
+OBJECTIVES = {
+    "cispo": ("cispo", {}),
+    "sapo": ("sapo", {"sapo_tau_neg": 2.0}),
+    "gspo": ("grpo", {"importance_sampling_level": "sequence"}),
+    "gspo_token_dapo": ("dapo", {"importance_sampling_level": "sequence_token"}),
+    "dual_clip_mu2": ("grpo", {"dual_clip_c": 3.0, "num_iterations": 2}),
+    "top_entropy": ("grpo", {"top_entropy_quantile": 0.5}),
+    "top_entropy_cispo_mu2": ("cispo", {"top_entropy_quantile": 0.3, "num_iterations": 2}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_objective_micro_batched_equals_the_full_batch(tok, model, name):
+    loss_type, grpo = OBJECTIVES[name]
+    full, s_full = _grads(model, tok, loss_type, 4, beta=0.1, **grpo)
+    acc, s_acc = _grads(model, tok, loss_type, 1, beta=0.1, **grpo)
+    for n in full:
+        assert torch.allclose(full[n], acc[n], atol=1e-6, rtol=1e-4), n
+    assert s_full["loss"] == pytest.approx(s_acc["loss"], abs=1e-6)
+    assert s_full["grad_norm"] > 0
+    if "top_entropy_quantile" in grpo:  # the step's threshold, whatever the micro-batching
+        assert s_full["entropy/threshold"] == s_acc["entropy/threshold"]
+        assert s_full["entropy/selected_frac"] == pytest.approx(grpo["top_entropy_quantile"], abs=0.1)
+
+
+def test_top_entropy_selection_drops_the_low_entropy_tokens_gradient(tok, model):
+    """Only the selected tokens carry the policy gradient: the gradient differs from all tokens',
+    and with beta > 0 the KL term (zero at the start, policy == reference) changes nothing else."""
+    every, _ = _grads(model, tok, "grpo", 2)
+    some, stats = _grads(model, tok, "grpo", 2, top_entropy_quantile=0.5)
+    assert any(not torch.allclose(every[n], some[n], atol=1e-7) for n in every)
+    assert 0.3 <= stats["entropy/selected_frac"] <= 0.7
+
+
 def test_step_updates_and_mu_uses_old_logprobs(tok, model):
     m = copy.deepcopy(model)
     learner = Learner(m, None, GRPOSection(num_iterations=2), TrainSection(micro_batch_size=2, lr=1e-2), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     before = copy.deepcopy(m.state_dict())
-    old_NT, ref_NT = learner._logprobs(b)  # returned, the batch is not changed
-    assert old_NT is not None and old_NT.shape == b.completion_ids_NT.shape and ref_NT is None
+    old_NT, ref_NT, ent_NT = learner._logprobs(b)  # returned, the batch is not changed
+    assert old_NT is not None and old_NT.shape == b.completion_ids_NT.shape and ref_NT is None and ent_NT is None
     stats = learner.step(b)
     assert b.old_logp_NT is None
     # second pass sees a moved policy: the mean ratio over both passes differs from 1
