@@ -219,7 +219,7 @@ class Learner:
     """Owns the optimizer and scheduler; ``step(batch)`` runs mu passes of micro-batched updates.
 
     Under several processes (``world``) the model and optimizer are prepared by accelerate (DDP,
-    FSDP2 or DeepSpeed, whichever ``accelerate launch`` configured): ``step`` is given the whole
+    DeepSpeed ZeRO) or sharded by r1kit (FSDP2), as the ``accelerate launch`` config asks: ``step`` is given the whole
     step's batch on every process, trains on this process's contiguous share of its rows with the
     whole batch's token and sequence counts as denominators, and the engine averages gradients.
     """
