@@ -121,6 +121,10 @@ class TrainSection(OptimSection):
     diagnostic_rewards: list[str] = field(default_factory=lambda: ["accuracy"])
     # Tokens per chunk when computing log-probs (bounds the [chunk, V] float32 buffer).
     logit_chunk: int = 1024
+    # Project onto the vocabulary logit_chunk tokens at a time, recomputed in the backward pass:
+    # no [N, T, V] logits tensor (r1kit.grpo.lm_head). Off, or under FSDP2 / ZeRO-3, or for a
+    # head that is not a plain linear layer: the model's own logits, reduced in chunks.
+    chunked_head: bool = True
 
     def check(self) -> None:
         super().check()

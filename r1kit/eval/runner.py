@@ -36,6 +36,7 @@ from r1kit.eval.records import (
     problems_path,
     write_results,
 )
+from r1kit.distributed import World, barrier, gather_objects
 from r1kit.types import Sample
 
 # Test hook: with R1KIT_TEST_PAUSE_AFTER_EVAL_CHUNK=N the process sleeps forever right after the
@@ -88,41 +89,64 @@ def _problem_row(problem: dict[str, Any], samples: list[dict[str, Any]], k: int)
 
 
 def run_dataset(bench: Benchmark, rollout, render: Callable[[str], str], protocol: Protocol, path: Path,
-                batch_size: int, tokenizer, runtime=None, bar=None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                batch_size: int, tokenizer, runtime=None, bar=None,
+                world: World | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Generate and grade every unfinished problem of ``bench``, appending rows to ``path``;
-    returns all rows in the dataset's order and the grader's error/timeout counts."""
-    done = finished_rows(path, {p["id"] for p in bench.problems})
+    returns all rows in the dataset's order and the grader's error/timeout counts.
+
+    Under several processes (``world``; every process calls this with the whole model) the
+    chunks are dealt round-robin, process r taking chunk c of each round of N; each chunk is
+    seeded by its index, so the rows are those of one process. The rows are gathered after each
+    round and process 0 writes them, in chunk order."""
+    world = world or World()
+    ids = {p["id"] for p in bench.problems}
+    done = gather_objects(finished_rows(path, ids) if world.is_main else None, world)[0]  # process 0's file
     prompts = {p["id"]: render(p["question"]) for p in bench.problems}
     lengths = {pid: len(tokenizer(text, add_special_tokens=False)["input_ids"]) for pid, text in prompts.items()}
     order = sorted(bench.problems, key=lambda p: lengths[p["id"]])  # stable: ties keep file order
     per_chunk = max(1, batch_size // protocol.k)
+    chunks = [order[lo : lo + per_chunk] for lo in range(0, len(order), per_chunk)]
     counts = {"grader_errors": 0, "grader_timeouts": 0}
     generated = 0
     if bar is not None:
         bar.update(sum(p["id"] in done for p in bench.problems))
-    for c, lo in enumerate(range(0, len(order), per_chunk)):
-        chunk = order[lo : lo + per_chunk]
-        todo = [p for p in chunk if p["id"] not in done]
-        if not todo:
+    for first in range(0, len(chunks), world.size):
+        c = first + world.rank
+        mine = _run_chunk(c, chunks[c], done, rollout, prompts, protocol, bench.name, runtime) if c < len(chunks) else None
+        parts = gather_objects(mine, world)  # rank order is chunk order
+        if not any(parts):
             continue
-        torch.manual_seed(chunk_seed(protocol.seed, bench.name, c))
-        t0 = time.perf_counter()
-        groups = rollout.generate([Sample(prompts[p["id"]], protocol.prefill, dict(p)) for p in chunk])
-        seconds = time.perf_counter() - t0
-        graded, chunk_counts = grade(groups, runtime)
-        for key, v in chunk_counts.items():
-            counts[key] += v
-        for problem, samples in zip(chunk, graded):
-            if problem["id"] not in done:
-                done[problem["id"]] = row = _problem_row(problem, samples, protocol.k)
-                append_row(path, row)
+        for part in filter(None, parts):
+            for key, v in part["counts"].items():
+                counts[key] += v
+            for row in part["rows"]:
+                done[row["id"]] = row
+                if world.is_main:
+                    append_row(path, row)
         generated += 1
         _pause_for_tests(generated)
         if bar is not None:
-            tokens = sum(len(ids) for g in groups for ids in g.completion_ids)
+            seconds = max(part["seconds"] for part in filter(None, parts))
+            tokens = sum(part["tokens"] for part in filter(None, parts))
             bar.set_postfix(dataset=bench.name, tok_s=f"{tokens / max(seconds, 1e-9):.0f}")
-            bar.update(len(todo))
+            bar.update(sum(len(part["rows"]) for part in filter(None, parts)))
     return [done[p["id"]] for p in bench.problems], counts
+
+
+def _run_chunk(c: int, chunk: list[dict[str, Any]], done: dict, rollout, prompts: dict[str, str], protocol: Protocol,
+               dataset: str, runtime) -> dict[str, Any] | None:
+    """Chunk ``c`` generated under its own seed and graded: its unfinished problems' rows, the
+    grader's counts, seconds and tokens; None when every problem of it is finished."""
+    if all(p["id"] in done for p in chunk):
+        return None
+    torch.manual_seed(chunk_seed(protocol.seed, dataset, c))
+    t0 = time.perf_counter()
+    groups = rollout.generate([Sample(prompts[p["id"]], protocol.prefill, dict(p)) for p in chunk])
+    seconds = time.perf_counter() - t0
+    graded, chunk_counts = grade(groups, runtime)
+    rows = [_problem_row(problem, samples, protocol.k) for problem, samples in zip(chunk, graded) if problem["id"] not in done]
+    tokens = sum(len(ids) for g in groups for ids in g.completion_ids)
+    return {"rows": rows, "counts": chunk_counts, "seconds": seconds, "tokens": tokens}
 
 
 def _pause_for_tests(chunks: int) -> None:
@@ -161,25 +185,31 @@ def _progress(total: int, enabled: bool, desc: str = "eval"):
 
 def evaluate_benchmarks(benches: list[Benchmark], rollout, tokenizer, protocol: Protocol, out: Path,
                         model: dict[str, Any], backend: str, batch_size: int, runtime=None, overwrite: bool = False,
-                        progress: bool = True) -> dict[str, Any]:
-    """Evaluate into ``out`` (resuming what it holds) and write results.json; returns it."""
-    prepare_output(out, _identity(model, protocol, benches, backend), overwrite)
+                        progress: bool = True, world: World | None = None) -> dict[str, Any]:
+    """Evaluate into ``out`` (resuming what it holds) and write results.json; returns it (on
+    every process of ``world``, which share the problems; process 0 writes)."""
+    world = world or World()
+    if world.is_main:
+        prepare_output(out, _identity(model, protocol, benches, backend), overwrite)
+    barrier(world)
     render = functools.partial(
         render_prompt, tokenizer=tokenizer, template=protocol.template, prefill=protocol.prefill,
         system_prompt=protocol.system_prompt,
     )
-    bar = _progress(sum(len(b.problems) for b in benches), progress)
+    bar = _progress(sum(len(b.problems) for b in benches), progress and world.is_main)
     results = {}
     try:
         for bench in benches:
             rows, counts = run_dataset(
-                bench, rollout, render, protocol, problems_path(out, bench.name), batch_size, tokenizer, runtime, bar
+                bench, rollout, render, protocol, problems_path(out, bench.name), batch_size, tokenizer, runtime, bar,
+                world,
             )
             results[bench.name] = dataset_results(rows, protocol.k, _record(bench, protocol, model, backend), counts)
     finally:
         if bar is not None:
             bar.close()
-    write_results(out, results)
+    if world.is_main:
+        write_results(out, results)
     return results
 
 
@@ -232,7 +262,7 @@ def _warn_training_seed(cfg: EvalRun, target) -> None:
 
 @torch.no_grad()
 def evaluate_policy(policy, tokenizer, section: EvalSection, train_cfg, out: Path, benches: list[Benchmark],
-                    amp=None) -> dict[str, Any]:
+                    amp=None, world: World | None = None) -> dict[str, Any]:
     """Held-out evaluation during training: the policy as it is now, with the HF backend, under
     its own seeds; the training RNG streams are left exactly where they were (exact resume holds
     with evaluation on). Returns results.json's mapping."""
@@ -247,7 +277,7 @@ def evaluate_policy(policy, tokenizer, section: EvalSection, train_cfg, out: Pat
         model = {"model": "policy", "model_path": str(out), "checkpoint": out.name}
         return evaluate_benchmarks(
             benches, rollout, tokenizer, protocol, out, model, "hf", section.batch_size,
-            getattr(train_cfg, "reward_runtime", None), overwrite=False, progress=False,
+            getattr(train_cfg, "reward_runtime", None), overwrite=False, progress=False, world=world,
         )
     finally:
         policy.train(was_training)
@@ -357,11 +387,15 @@ def eval_metrics(results: dict[str, Any]) -> dict[str, float]:
     return row
 
 
-def eval_row(policy, tokenizer, train_cfg, run_dir: Path, step: int, benches: list[Benchmark], amp=None) -> dict[str, float]:
+def eval_row(policy, tokenizer, train_cfg, run_dir: Path, step: int, benches: list[Benchmark], amp=None,
+             world: World | None = None) -> dict[str, float]:
     """A training run's held-out evaluation after ``step`` (its ``eval:`` section, into
-    ``RUN/eval/step-N/``): the columns of that step's metrics row, ``time/eval`` included."""
+    ``RUN/eval/step-N/``): the columns of that step's metrics row, ``time/eval`` included. Under
+    several processes every process calls it, each holding the whole model, and generates its
+    share of the problems (see :func:`run_dataset`)."""
     import time
 
     t0 = time.perf_counter()
-    results = evaluate_policy(policy, tokenizer, train_cfg.eval, train_cfg, run_dir / "eval" / f"step-{step}", benches, amp)
+    out = run_dir / "eval" / f"step-{step}"
+    results = evaluate_policy(policy, tokenizer, train_cfg.eval, train_cfg, out, benches, amp, world)
     return {**eval_metrics(results), "time/eval": time.perf_counter() - t0}

@@ -18,6 +18,7 @@ from r1kit.distributed import (
     World, gather_objects, is_sharded, load_full_optimizer_state, prepare_deepspeed, reduce_metrics, shard_bounds,
     shard_fsdp2, sync_from_rank0, unwrap,
 )
+from r1kit.grpo.lm_head import chunkable_head, head_logprobs
 from r1kit.grpo.loss import entropy_threshold, high_entropy_mask, policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
 from r1kit.schedules import build_scheduler
@@ -41,21 +42,6 @@ def selective_log_softmax(logits_NTV: torch.Tensor, index_NT: torch.Tensor, chun
 
 
 @torch.no_grad()
-def entropy_sum(logits_NTV: torch.Tensor, mask_NT: torch.Tensor, chunk: int = 1024) -> float:
-    """Sum over masked tokens of the entropy of the next-token distribution (no graph kept)."""
-    flat_NV = logits_NTV.detach().reshape(-1, logits_NTV.shape[-1])
-    flat_m = mask_NT.reshape(-1)
-    total = 0.0
-    for lo in range(0, flat_NV.shape[0], chunk):
-        m = flat_m[lo : lo + chunk]
-        if not m.any():
-            continue
-        logp = torch.log_softmax(flat_NV[lo : lo + chunk][m.bool()].float(), dim=-1)
-        total += float(-(logp.exp() * logp).sum())
-    return total
-
-
-@torch.no_grad()
 def token_entropies(logits_NTV: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """[N, T] float32 entropy of each position's next-token distribution, ``chunk`` rows at a time
     (no graph kept)."""
@@ -67,12 +53,22 @@ def token_entropies(logits_NTV: torch.Tensor, chunk: int = 1024) -> torch.Tensor
     return torch.cat(out).view(logits_NTV.shape[:-1])
 
 
-def _plain_logits(model, batch: Batch) -> torch.Tensor:
+def _run(model, hidden: bool, keep: int, **inputs) -> tuple[torch.Tensor, object]:
+    """One forward pass: the last ``keep`` positions' logits, or (``hidden``) every position's
+    final hidden state, the head's input, with the logits of the last position only."""
+    if hidden:
+        out = model(**inputs, output_hidden_states=True, logits_to_keep=1)
+        return out.hidden_states[-1], out
+    out = model(**inputs, logits_to_keep=keep)
+    return out.logits, out
+
+
+def _plain_logits(model, batch: Batch, hidden: bool = False) -> torch.Tensor:
     input_ids = torch.cat([batch.prompt_ids_NL, batch.completion_ids_NT], dim=1)
     T = batch.completion_ids_NT.shape[1]
     attn = torch.cat([batch.prompt_mask_NL, torch.ones_like(batch.completion_ids_NT)], dim=1)
-    out = model(input_ids=input_ids, attention_mask=attn, position_ids=positions(attn), use_cache=False, logits_to_keep=T + 1)
-    return out.logits[:, :-1]
+    x, _ = _run(model, hidden, T + 1, input_ids=input_ids, attention_mask=attn, position_ids=positions(attn), use_cache=False)
+    return x[:, -(T + 1) : -1]
 
 
 def _repeat_rows(x: torch.Tensor, inverse_N: torch.Tensor, U: int) -> torch.Tensor:
@@ -110,7 +106,9 @@ def _repeat_cache_rows(cache, inverse_N: torch.Tensor, U: int) -> None:
                 setattr(layer, name, _repeat_rows(t, inverse_N, U))
 
 
-def _shared_prompt_logits(model, batch: Batch, uniq_U2L: torch.Tensor, inverse_N: torch.Tensor) -> torch.Tensor:
+def _shared_prompt_logits(
+    model, batch: Batch, uniq_U2L: torch.Tensor, inverse_N: torch.Tensor, hidden: bool = False,
+) -> torch.Tensor:
     """Run each distinct prompt once, then all completions against its (repeated) KV cache.
 
     Exact: the same attention as the plain path, but the G copies of a prompt are computed once
@@ -123,23 +121,23 @@ def _shared_prompt_logits(model, batch: Batch, uniq_U2L: torch.Tensor, inverse_N
     U = uniq_U2L.shape[0]
     ids_UL, mask_UL = uniq_U2L[:, :L], uniq_U2L[:, L:]
     cache = DynamicCache(config=getattr(unwrap(model), "config", None))
-    out = model(
-        input_ids=ids_UL, attention_mask=mask_UL, position_ids=positions(mask_UL),
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    x, out = _run(
+        model, hidden, 1, input_ids=ids_UL, attention_mask=mask_UL, position_ids=positions(mask_UL),
+        past_key_values=cache, use_cache=True,
     )
     cache = out.past_key_values
     _repeat_cache_rows(cache, inverse_N, U)
-    first_N1V = _repeat_rows(out.logits[:, -1:], inverse_N, U)
+    first_N1X = _repeat_rows(x[:, -1:], inverse_N, U)
     N, T = batch.completion_ids_NT.shape
     if T == 1:
-        return first_N1V
+        return first_N1X
     attn = torch.cat([batch.prompt_mask_NL, batch.prompt_mask_NL.new_ones((N, T - 1))], dim=1)
     pos = batch.prompt_mask_NL.sum(-1, keepdim=True) + torch.arange(T - 1, device=attn.device)
-    rest = model(
-        input_ids=batch.completion_ids_NT[:, :-1], attention_mask=attn, position_ids=pos,
+    rest, _ = _run(
+        model, hidden, 0, input_ids=batch.completion_ids_NT[:, :-1], attention_mask=attn, position_ids=pos,
         past_key_values=cache, use_cache=True,
-    ).logits
-    return torch.cat([first_N1V, rest], dim=1)
+    )
+    return torch.cat([first_N1X, rest], dim=1)
 
 
 def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
@@ -152,15 +150,34 @@ def completion_logits(model, batch: Batch, temperature: float = 1.0) -> torch.Te
     return logits / temperature if temperature > 0 and temperature != 1.0 else logits
 
 
-def _completion_logits(model, batch: Batch) -> torch.Tensor:
+def _completion_logits(model, batch: Batch, hidden: bool = False) -> torch.Tensor:
     inner = unwrap(model)  # attributes live on the module, not on an engine's wrapper
     checkpointing = getattr(inner, "is_gradient_checkpointing", False) and inner.training
     if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
         key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
         uniq_U2L, inverse_N = torch.unique(key_N2L, dim=0, return_inverse=True)
         if uniq_U2L.shape[0] < key_N2L.shape[0]:
-            return _shared_prompt_logits(model, batch, uniq_U2L, inverse_N)
-    return _plain_logits(model, batch)
+            return _shared_prompt_logits(model, batch, uniq_U2L, inverse_N, hidden)
+    return _plain_logits(model, batch, hidden)
+
+
+def completion_hidden(model, batch: Batch) -> torch.Tensor:
+    """[N, T, H] final hidden states at the positions predicting each completion token (what
+    the head projects): the same passes as :func:`completion_logits`, no vocabulary projection."""
+    return _completion_logits(model, batch, hidden=True)
+
+
+def token_stats(
+    model, batch: Batch, chunk: int = 1024, temperature: float = 1.0, head: torch.nn.Linear | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logp_NT, entropy_NT)`` float32 of the completion tokens (the entropy without gradient).
+    With ``head`` (:func:`r1kit.grpo.lm_head.chunkable_head`) the vocabulary projection runs
+    ``chunk`` tokens at a time, forward and backward, and no [N, T, V] logits exist; without it the
+    model's own logits are projected whole, then reduced ``chunk`` rows at a time."""
+    if head is not None:
+        return head_logprobs(completion_hidden(model, batch), head, batch.completion_ids_NT, chunk, temperature)
+    logits_NTV = completion_logits(model, batch, temperature)
+    return selective_log_softmax(logits_NTV, batch.completion_ids_NT, chunk), token_entropies(logits_NTV, chunk)
 
 
 def token_logprobs(model, batch: Batch, chunk: int = 1024, temperature: float = 1.0) -> torch.Tensor:
@@ -256,6 +273,11 @@ class Learner:
             self.model, self.optimizer = prepare_deepspeed(
                 self.world, policy, self.optimizer, train.micro_batch_size, train.max_grad_norm,
             )
+        # the vocabulary projection in chunks (r1kit.grpo.lm_head) where the head is a plain
+        # linear layer in reach: not under FSDP2 / ZeRO-3, whose head weights live in shards
+        chunked = train.chunked_head and not is_sharded(policy)
+        self.head = chunkable_head(policy) if chunked else None
+        self.ref_head = chunkable_head(ref) if chunked and ref is not None else None
         self.device = next(policy.parameters()).device
 
     def _schedule(self, last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
@@ -319,17 +341,15 @@ class Learner:
             w = mb.completion_ids_NT.shape[1]
             with autocast(self.device, self.amp):
                 if need_old or need_ent:
-                    logits_NTV = completion_logits(self.policy, mb, temp)
-                    if need_old:
-                        lp = selective_log_softmax(logits_NTV, mb.completion_ids_NT, chunk).float().cpu()
-                        if idx is not None:
-                            old_NT[idx, :w] = lp
-                    if need_ent and idx is not None:
-                        ent_NT[idx, :w] = token_entropies(logits_NTV, chunk).cpu()
-                    del logits_NTV
+                    lp, ent = token_stats(self.policy, mb, chunk, temp, self.head)
+                    if idx is not None and need_old:
+                        old_NT[idx, :w] = lp.cpu()
+                    if idx is not None and need_ent:
+                        ent_NT[idx, :w] = ent.cpu()
                 if need_ref:
                     with reference_context(self.policy, self.ref) as ref_model:
-                        lp = token_logprobs(ref_model, mb, chunk, temp).float().cpu()
+                        head = self.head if ref_model is self.policy else self.ref_head
+                        lp = token_stats(ref_model, mb, chunk, temp, head)[0].cpu()
                     if idx is not None:
                         ref_NT[idx, :w] = lp
         self.policy.train(was_training)
@@ -356,10 +376,8 @@ class Learner:
         full batch's). Returns (loss, entropy sum, metrics)."""
         g, cfg = self.grpo, self.train_cfg
         with autocast(self.device, self.amp):
-            logits_NTV = completion_logits(self.model, mb, self.temperature)
-        logp_NT = selective_log_softmax(logits_NTV, mb.completion_ids_NT, cfg.logit_chunk)
-        entropy = entropy_sum(logits_NTV, mb.completion_mask_NT, cfg.logit_chunk)
-        del logits_NTV
+            logp_NT, ent_NT = token_stats(self.model, mb, cfg.logit_chunk, self.temperature, self.head)
+        entropy = float((ent_NT * mb.completion_mask_NT).sum())
         old_NT = logp_NT.detach() if mb.old_logp_NT is None else mb.old_logp_NT
         is_w = None
         if mb.sampling_logp_NT is not None:

@@ -373,8 +373,8 @@ def _eval_due(cfg: GRPORun, step: int) -> bool:
     return bool(cfg.eval.datasets) and (step == cfg.train.max_steps or (every > 0 and step % every == 0))
 
 
-def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches) -> dict[str, float]:
-    return eval_row(parts.policy, parts.tokenizer, cfg, run_dir, step, benches, parts.amp)
+def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches, world: World) -> dict[str, float]:
+    return eval_row(parts.policy, parts.tokenizer, cfg, run_dir, step, benches, parts.amp, world)
 
 
 def check_world(cfg: GRPORun, world: World) -> None:
@@ -483,11 +483,9 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
         for step in range(start + 1, cfg.train.max_steps + 1):
             row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt, world)
             if _eval_due(cfg, step):
-                with full_params(policy):  # FSDP2: whole on every process; process 0 evaluates, the rest wait
-                    if world.is_main:
-                        row.update(_run_eval(cfg, step, parts, run_dir, benches))
-                        evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
-                    barrier(world)
+                with full_params(policy):  # FSDP2 / ZeRO-3: whole on every process; each evaluates its share
+                    row.update(_run_eval(cfg, step, parts, run_dir, benches, world))
+                    evaluated = {k.split("/")[1]: v for k, v in row.items() if k.endswith("/pass@1") and k.startswith("eval/")}
             logged = cfg.train.samples_every and step % cfg.train.samples_every == 0
             records.step(step, row, warnings, _sample_rows(step, res, adv, cfg.train.log_all_samples) if logged else None,
                          evaluated)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from r1kit.distributed import World, barrier, init_world
+from r1kit.distributed import World, barrier, init_world, zero_stage
 from r1kit.checkpoint import fsync_dir, latest_checkpoint, list_checkpoints, save_model_dir, write_text_atomically
 from r1kit.eval.runner import eval_row
 from r1kit.logging import RunLogger, plot_run, read_jsonl
-from r1kit.rundir import check_run_dir, new_run_dir, pause_for_tests, resumed_run_dir, write_state
+from r1kit.rundir import TrainingError, check_run_dir, new_run_dir, pause_for_tests, resumed_run_dir, write_state
 
 # Candidates for a padding token distinct from EOS, in order (Llama 3, Qwen, T5-style, others).
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|fim_pad|>", "<|endoftext|>", "<pad>", "<|pad|>", "[PAD]")
@@ -113,7 +113,8 @@ def _metric_name(key: str) -> str:
 def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches, world: World | None = None):
     """The callback that keeps the run directory: metrics.jsonl rows from TRL's logs (with the
     step's evaluation, when one is due) and each checkpoint moved whole into checkpoints/.
-    Under several processes, process 0 keeps the records and evaluates; the others wait."""
+    Under several processes, process 0 keeps the records; every process evaluates its share of
+    the problems (each holds the whole model: DDP, ZeRO-1/2)."""
     from transformers import TrainerCallback
 
     world = world or World()
@@ -127,9 +128,8 @@ def run_records(run_dir: Path, scratch: Path, cfg, tokenizer, benches, world: Wo
         def on_step_end(self, args, state, control, model=None, **kwargs):
             step, every = state.global_step, cfg.eval.every
             if benches and (step == state.max_steps or (every and step % every == 0)):
-                if world.is_main:  # on the unwrapped model: no collective inside
-                    self.evaluated = eval_row(model, tokenizer, cfg, run_dir, step, benches)
-                barrier(world)
+                # the unwrapped model: no collective inside its forward passes
+                self.evaluated = eval_row(model, tokenizer, cfg, run_dir, step, benches, world=world)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             # TRL's logged values are already averaged over processes
@@ -168,6 +168,12 @@ def run_stage(cfg, stage: str, resume: bool, prepare: Callable[[], Prepared]) ->
 
     run_dir = Path(cfg.output_dir)
     world = init_world(engine=False)
+    if cfg.eval.datasets and (world.engine == "fsdp" or zero_stage(world) == 3):
+        raise TrainingError(
+            f"eval.datasets: evaluation during {stage} training needs the whole model on every process, which "
+            f"{'FSDP' if world.engine == 'fsdp' else 'ZeRO-3'} shards; train without it (eval.datasets=[]) and "
+            "evaluate the checkpoints with `r1kit eval`, or use configs/accelerate/ddp.yaml or zero2.yaml"
+        )
     check_run_dir(run_dir, resume, stage)
     barrier(world)  # every process has checked before process 0 writes
     benches = [load_benchmark(spec, cfg.eval.limit, cfg.data) for spec in cfg.eval.datasets]
@@ -187,8 +193,10 @@ def run_stage(cfg, stage: str, resume: bool, prepare: Callable[[], Prepared]) ->
     records = run_records(run_dir, scratch, cfg, parts.tokenizer, benches, world)
     records.last_ckpt = str(ckpt) if ckpt else None
     try:
-        if benches and cfg.eval.before and not ckpt and main:
-            records.logger.log_metrics({"step": 0, **eval_row(parts.model, parts.tokenizer, cfg, run_dir, 0, benches)})
+        if benches and cfg.eval.before and not ckpt:
+            row = {"step": 0, **eval_row(parts.model, parts.tokenizer, cfg, run_dir, 0, benches, world=world)}
+            if main:
+                records.logger.log_metrics(row)
         barrier(world)
         trainer = parts.make_trainer(args, [records])
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

@@ -113,9 +113,12 @@ def assert_equal_runs(one: Path, two: Path, steps: int, exact: bool) -> None:
         assert x["reward"] == y["reward"] and x["advantage"] == pytest.approx(y["advantage"], abs=1e-6)
 
 
+# sampled evaluation (k = 2), one problem per chunk: process r generates chunks r, r + 2, ...
+SAMPLED_EVAL = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 2, "max_new_tokens": 6,
+                "protocol": "r1", "k": 2, "batch_size": 2}
 VARIANTS = {
     "full": {},
-    "full_beta": {"grpo": {"beta": 0.1}},
+    "full_beta": {"grpo": {"beta": 0.1}, "eval": SAMPLED_EVAL},
     "lora_beta": {"grpo": {"beta": 0.1}, "model": {"lora": {"enabled": True, "r": 4, "alpha": 8}}, "train": {"lr": 5e-2}},
 }
 
@@ -143,6 +146,12 @@ def test_two_processes_equal_one_process(variant, tmp_path, tiny_dir, env, two_p
     diff = max_weight_diff(one / "final", two / "final")
     print(f"{variant}: max |w_1proc - w_2proc| = {diff:.3g}")
     assert diff < 1e-5
+    if "eval" in VARIANTS[variant]:  # evaluation shared out by chunks: the very rows of one process
+        for step in (2, 3):
+            a, b = (rows(r / "eval" / f"step-{step}" / "arithmetic.problems.jsonl") for r in (one, two))
+            assert len(a) == 3 and a == b, step
+        ra, rb = (json.loads((r / "eval" / "step-3" / "results.json").read_text())["arithmetic"] for r in (one, two))
+        assert {k: v for k, v in ra.items() if k != "protocol"} == {k: v for k, v in rb.items() if k != "protocol"}
     if variant == "lora_beta":  # the adapter trained (B starts at 0)
         assert (one / "final" / "adapter_model.safetensors").is_file()
         assert max(float(v.abs().max()) for k, v in weights(one / "final").items() if "lora_B" in k) > 1e-4
@@ -179,7 +188,7 @@ def test_fsdp2_two_processes_equal_one_process(tmp_path, tiny_dir, env, two_proc
 def test_fsdp2_lora_with_the_adapter_free_reference_equals_one_process(tmp_path, tiny_dir, env):
     """LoRA under FSDP2, beta > 0: the reference is the sharded policy with its adapters off; with
     an eval each step (process 0 evaluates on the gathered weights while the others wait)."""
-    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6}
+    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6, "batch_size": 1}
     cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"], eval=evals)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(1, cfg, one, env))
@@ -227,7 +236,7 @@ def test_deepspeed_two_processes_equal_one_process_then_resume(zero, tmp_path, t
 def test_deepspeed_zero3_lora_with_eval_equals_one_process(tmp_path, tiny_dir, env):
     """LoRA under ZeRO-3, beta > 0 (the reference: the partitioned policy with its adapters off),
     with an eval each step (process 0 generates on the gathered model while the others wait)."""
-    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6}
+    evals = {"datasets": [{"name": "arithmetic", "num_problems": 3}], "every": 1, "max_new_tokens": 6, "batch_size": 1}
     cfg = write_cfg(tmp_path / "cfg.yaml", tiny_dir, **VARIANTS["lora_beta"], eval=evals)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run(1, cfg, one, env))

@@ -30,11 +30,16 @@ def setup(tmp_path_factory):
     return root, model, data, env
 
 
-def sft(n, setup, out, batch_size, config_file=None):
+# an evaluation every 2 steps, one problem per chunk: process r generates chunks r, r + 2, ...
+EVAL = ("eval.datasets=[{name: arithmetic, num_problems: 3}]", "eval.every=2", "eval.batch_size=1",
+        "eval.max_new_tokens=4")
+
+
+def sft(n, setup, out, batch_size, config_file=None, *extra):
     root, model, data, base_env = setup
     return launch_cmd(n, "sft", f"model.name_or_path={model}", f"data.path={data}", f"output_dir={out}",
                       f"train.batch_size={batch_size}", "train.lr=5e-3", "train.progress=false", "train.shuffle=false",
-                      "train.max_steps=4", "train.save_every=2", config_file=config_file)
+                      "train.max_steps=4", "train.save_every=2", *extra, config_file=config_file)
 
 
 def ok(cmd, env):
@@ -55,15 +60,21 @@ def max_diff(a, b):
 @pytest.fixture(scope="module")
 def two(setup):
     root, *_, env = setup
-    ok(sft(2, setup, root / "two", 2), env)
+    ok(sft(2, setup, root / "two", 2, None, *EVAL), env)
     return root / "two"
 
 
 @pytest.fixture(scope="module")
 def one(setup):
     root, *_, env = setup
-    ok(sft(1, setup, root / "one", 4), env)
+    ok(sft(1, setup, root / "one", 4, None, *EVAL), env)
     return root / "one"
+
+
+def strip(rs):
+    """Rows without timings and TRL's running count of tokens seen (which TRL restarts on resume,
+    one process too)."""
+    return [{k: v for k, v in r.items() if k != "num_tokens" and not k.startswith("time/")} for r in rs]
 
 
 def assert_same_training(one, two):
@@ -79,6 +90,12 @@ def assert_same_training(one, two):
 def test_two_processes_equal_one_process_at_the_same_global_batch(setup, one, two):
     assert_same_training(one, two)
     assert rows(two)[-1]["loss"] < rows(two)[0]["loss"]
+    for step in (2, 4):  # the evaluation, shared out by chunks, scores what one process scores
+        a, b = (r / "eval" / f"step-{step}" / "arithmetic.problems.jsonl" for r in (one, two))
+        assert len(a.read_text().splitlines()) == 3
+        assert [json.loads(x)["completions"] for x in a.read_text().splitlines()] == [
+            json.loads(x)["completions"] for x in b.read_text().splitlines()]
+    assert [r.get("eval/arithmetic/pass@1") for r in rows(one)] == [r.get("eval/arithmetic/pass@1") for r in rows(two)]
     ckpt = two / "checkpoints" / "step-2"
     assert (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()
     assert json.loads((two / "run_state.json").read_text())["status"] == "completed"
@@ -88,12 +105,10 @@ def test_two_processes_equal_one_process_at_the_same_global_batch(setup, one, tw
 def test_sigkill_two_processes_then_resume_is_exact(setup, two, tmp_path):
     env = setup[3]
     killed = tmp_path / "killed"
-    code = run_until_then_sigkill(sft(2, setup, killed, 2), dict(env, R1KIT_TEST_PAUSE_AFTER_CHECKPOINT="2"),
+    code = run_until_then_sigkill(sft(2, setup, killed, 2, None, *EVAL), dict(env, R1KIT_TEST_PAUSE_AFTER_CHECKPOINT="2"),
                                   tmp_path / "log", "paused after the step-2 checkpoint", timeout_s=300)
     assert code == -signal.SIGKILL and [r["step"] for r in rows(killed)] == [1, 2]
     ok(launch_cmd(2, "sft", "--resume", str(killed)), env)
-    # num_tokens is TRL's running count of tokens seen, which TRL restarts on resume (one process too)
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "num_tokens"} for r in rs]  # noqa: E731
     assert strip(rows(killed)) == strip(rows(two))
     assert max_diff(killed, two) == 0.0
 
@@ -105,6 +120,10 @@ def test_deepspeed_two_processes_equal_one_process_then_resume(zero, setup, one,
     in each checkpoint, and a 2-process run killed after step 2 resumes to the same weights."""
     env = setup[3]
     cfg = ACCELERATE_CONFIGS / f"{zero}.yaml"
+    if zero == "zero3":  # evaluation during training needs the whole model on every process
+        p = subprocess.run(sft(2, setup, tmp_path / "refused", 2, cfg, *EVAL), env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode != 0 and "evaluation during sft training needs the whole model" in p.stderr, p.stderr[-3000:]
     two = tmp_path / "two"
     ok(sft(2, setup, two, 2, cfg), env)
     assert_same_training(one, two)
@@ -114,6 +133,5 @@ def test_deepspeed_two_processes_equal_one_process_then_resume(zero, setup, one,
                                   tmp_path / "log", "paused after the step-2 checkpoint", timeout_s=300)
     assert code == -signal.SIGKILL and [r["step"] for r in rows(killed)] == [1, 2]
     ok(launch_cmd(2, "sft", "--resume", str(killed), config_file=cfg), env)
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "num_tokens"} for r in rs]  # noqa: E731
     assert strip(rows(killed)) == strip(rows(two))
     assert max_diff(killed, two) == 0.0
