@@ -169,15 +169,18 @@ def completion_hidden(model, batch: Batch) -> torch.Tensor:
 
 def token_stats(
     model, batch: Batch, chunk: int = 1024, temperature: float = 1.0, head: torch.nn.Linear | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logp_NT, entropy_NT)`` float32 of the completion tokens (the entropy without gradient).
+    entropy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logp_NT, entropy_NT)`` float32 of the completion tokens (the entropy without gradient;
+    without ``entropy`` the whole-logits path leaves it out, None, the chunked one computes it anyway).
     With ``head`` (:func:`r1kit.grpo.lm_head.chunkable_head`) the vocabulary projection runs
     ``chunk`` tokens at a time, forward and backward, and no [N, T, V] logits exist; without it the
     model's own logits are projected whole, then reduced ``chunk`` rows at a time."""
     if head is not None:
         return head_logprobs(completion_hidden(model, batch), head, batch.completion_ids_NT, chunk, temperature)
     logits_NTV = completion_logits(model, batch, temperature)
-    return selective_log_softmax(logits_NTV, batch.completion_ids_NT, chunk), token_entropies(logits_NTV, chunk)
+    logp_NT = selective_log_softmax(logits_NTV, batch.completion_ids_NT, chunk)
+    return logp_NT, token_entropies(logits_NTV, chunk) if entropy else None
 
 
 def token_logprobs(model, batch: Batch, chunk: int = 1024, temperature: float = 1.0) -> torch.Tensor:
@@ -341,7 +344,7 @@ class Learner:
             w = mb.completion_ids_NT.shape[1]
             with autocast(self.device, self.amp):
                 if need_old or need_ent:
-                    lp, ent = token_stats(self.policy, mb, chunk, temp, self.head)
+                    lp, ent = token_stats(self.policy, mb, chunk, temp, self.head, entropy=need_ent)
                     if idx is not None and need_old:
                         old_NT[idx, :w] = lp.cpu()
                     if idx is not None and need_ent:
@@ -349,7 +352,7 @@ class Learner:
                 if need_ref:
                     with reference_context(self.policy, self.ref) as ref_model:
                         head = self.head if ref_model is self.policy else self.ref_head
-                        lp = token_stats(ref_model, mb, chunk, temp, head)[0].cpu()
+                        lp = token_stats(ref_model, mb, chunk, temp, head, entropy=False)[0].cpu()
                     if idx is not None:
                         ref_NT[idx, :w] = lp
         self.policy.train(was_training)
