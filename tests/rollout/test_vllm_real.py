@@ -123,14 +123,19 @@ def test_colocated_grpo_run_then_resume(vllm_env, tmp_path):
     assert [[r[k] for k in keys] for r in _metrics(whole)] == [[r[k] for k in keys] for r in rows]
 
 
-@pytest.mark.parametrize("engine", ["ddp", "fsdp"])
+ACCELERATE_CONFIGS = {"ddp": None, "fsdp": "fsdp2.yaml", "deepspeed": "zero3.yaml"}
+
+
+@pytest.mark.parametrize("engine", list(ACCELERATE_CONFIGS))
 def test_colocated_engines_on_two_processes(vllm_env, tmp_path, engine):
     """`accelerate launch` with rollout.backend=vllm: one engine per process (vLLM's external
-    launcher), each synced from its own process (under FSDP2 from weights gathered tensor by tensor)."""
+    launcher), each synced from its own process (under FSDP2 and ZeRO-3 from weights gathered
+    tensor by tensor)."""
     from r1kit.testing import launch_cmd
 
     run = tmp_path / "run"
-    config = ROOT / "configs/accelerate/fsdp2.yaml" if engine == "fsdp" else None
+    name = ACCELERATE_CONFIGS[engine]
+    config = ROOT / "configs/accelerate" / name if name else None
     p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}", "rollout.backend=vllm",
                         "rollout.vllm.kv_cache_gb=0.5", "train.max_steps=2", "train.prompts_per_step=2",
                         "rollout.group_size=4", *GRPO_ARGS, config_file=config),
@@ -199,17 +204,18 @@ def test_server_start_generate_update_train_stop(vllm_env, tmp_path):
         rows = _metrics(run2)
         assert [r["step"] for r in rows] == [1, 2]
         assert all(r["sampling/logp_diff/max"] < TOL and r["time/weight_sync"] > 0 for r in rows), rows
-        # FSDP2: the sharded weights are gathered tensor by tensor for the push
-        run3 = tmp_path / "run3"
-        p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run3}",
-                            "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2",
-                            "train.prompts_per_step=2", "rollout.group_size=4", *GRPO_ARGS,
-                            config_file=ROOT / "configs/accelerate/fsdp2.yaml"),
-                 dict(vllm_env, OMP_NUM_THREADS="1"), cwd=tmp_path)
-        assert "grpo on 2 processes, engine fsdp" in p.stderr
-        rows = _metrics(run3)
-        assert [r["step"] for r in rows] == [1, 2]
-        assert all(r["sampling/logp_diff/max"] < TOL for r in rows), rows
+        # FSDP2 and ZeRO-3: the sharded weights are gathered tensor by tensor for the push
+        for engine in ("fsdp", "deepspeed"):
+            sharded = tmp_path / f"run-{engine}"
+            p = _run(launch_cmd(2, "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={sharded}",
+                                "rollout.backend=vllm-server", f"rollout.url={url}", "train.max_steps=2",
+                                "train.prompts_per_step=2", "rollout.group_size=4", *GRPO_ARGS,
+                                config_file=ROOT / "configs/accelerate" / ACCELERATE_CONFIGS[engine]),
+                     dict(vllm_env, OMP_NUM_THREADS="1"), cwd=tmp_path)
+            assert f"grpo on 2 processes, engine {engine}" in p.stderr
+            rows = _metrics(sharded)
+            assert [r["step"] for r in rows] == [1, 2]
+            assert all(r["sampling/logp_diff/max"] < TOL for r in rows), (engine, rows)
         assert server.poll() is None, "the server must keep running between clients"
     finally:
         t0 = time.monotonic()
