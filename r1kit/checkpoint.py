@@ -110,11 +110,13 @@ def save_checkpoint(
     rng_per_rank: list[dict[str, Any]] | None = None,
     model_state: dict | None = None,
     optimizer_state: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """``checkpoints/step-N``: the model (HF-loadable) and ``trainer_state.pt``, atomically; only
     the last ``keep_last`` checkpoints stay. ``rng_per_rank``: every process's RNG states (a run
     of several processes), saved beside this process's. ``model_state`` / ``optimizer_state``: full
-    state dicts to write in place of the live objects' (FSDP2: gathered from the shards)."""
+    state dicts to write in place of the live objects' (FSDP2: gathered from the shards).
+    ``extra``: more entries of the trainer state (e.g. batches generated ahead of the learner)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     state = {
@@ -126,6 +128,7 @@ def save_checkpoint(
     }
     if rng_per_rank is not None:
         state["rng_per_rank"] = rng_per_rank
+    state.update(extra or {})
 
     def write(tmp: Path) -> None:
         policy.save_pretrained(tmp, **({} if model_state is None else {"state_dict": model_state}))

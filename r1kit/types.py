@@ -45,6 +45,8 @@ class Group:
     truncated: list[bool]
     # The rollout engine's log-prob of each generated token (vLLM backends), else None.
     sampling_logps: list[list[float]] | None = None
+    # Learner updates applied to the generator's weights when these were generated.
+    policy_version: int = 0
 
     @property
     def responses(self) -> list[str]:

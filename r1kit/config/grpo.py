@@ -165,6 +165,11 @@ class GRPORun(Section):
             raise ConfigError(f"stage: this is the GRPO config, got stage '{self.stage}'")
         if self.rollout.group_size < 2:
             raise ConfigError("rollout.group_size: GRPO needs at least 2 completions per prompt")
+        if self.rollout.async_steps and self.rollout.backend == "hf":
+            raise ConfigError(
+                f"rollout.async_steps={self.rollout.async_steps} needs a rollout engine with its own weights "
+                "(rollout.backend: vllm or vllm-server): rollout.backend=hf generates with the weights the learner updates"
+            )
         if not self.rewards:
             raise ConfigError("rewards: at least one reward with a weight is needed")
         check_rewards(self.rewards)

@@ -145,11 +145,14 @@ class RolloutSection(Section):
     # of (seed, step, position in the step), the same whatever the number of processes or
     # batch_size; "auto": per_prompt under several processes, else stream.
     seeding: str = choice("auto", "r1kit.rollout:SEEDING")
+    # GRPO: generate the next steps' batches while the learner updates, from weights at most this
+    # many updates old (0: synchronous). Needs an engine with its own weights (vllm, vllm-server).
+    async_steps: int = 0
     vllm: VLLMSection = field(default_factory=VLLMSection)
 
     def check(self) -> None:
         at_least(self, 1, "group_size", "max_new_tokens")
-        at_least(self, 0, "temperature", "top_k", "batch_size")
+        at_least(self, 0, "temperature", "top_k", "batch_size", "async_steps")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}")
         if self.backend == "vllm-server" and not self.url.startswith(("http://", "https://")):

@@ -27,6 +27,7 @@ from r1kit.checkpoint import (
 from r1kit.config import GRPORun, load_config
 from r1kit.diagnostics import HackingMonitor, step_diagnostics
 from r1kit.grpo.advantages import group_advantages, zero_variance_groups
+from r1kit.grpo.ahead import Generated, RolloutAhead, staleness
 from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
 from r1kit.distributed import (
@@ -210,6 +211,9 @@ def _step_metrics(
     row["dynamic_sampling/dropped_groups"] = res.dropped_groups
     row.update(stats)
     row["tokens_generated"] = res.tokens_generated
+    stale_N = [staleness(step, g.policy_version) for g in res.groups for _ in g.completion_ids]
+    row["sampling/staleness/mean"] = sum(stale_N) / len(stale_N)
+    row["sampling/staleness/max"] = max(stale_N)
     drift, warnings = monitor.update(row.get("accuracy", 0.0), row["format_rate"], row["completion_length/mean"])
     row.update(drift)
     for k, v in times.items():
@@ -267,9 +271,17 @@ def _read_checkpoint(cfg: GRPORun, policy, world: World) -> dict[str, Any]:
     return state
 
 
-def _restore(state: dict[str, Any], learner: Learner, source, world: World) -> None:
-    """The rest of a checkpoint into the live objects: optimizer, schedule, data cursor, RNG."""
+def _restore(state: dict[str, Any], learner: Learner, source, ahead: RolloutAhead, world: World) -> None:
+    """The rest of a checkpoint into the live objects: optimizer, schedule, data cursor, RNG, and
+    the batches generated ahead of the learner (``rollout.async_steps``)."""
     ckpt = state["path"]
+    saved_k = state.get("async_steps", 0)
+    if saved_k != ahead.ahead:
+        raise TrainingError(
+            f"cannot resume from {ckpt}: it was saved with rollout.async_steps={saved_k}, the config has "
+            f"{ahead.ahead} (its data cursor is past the batches generated ahead; keep rollout.async_steps={saved_k})"
+        )
+    ahead.restore(state.get("generated_ahead", {}))
     try:
         learner.load_state(state["optimizer"], state["scheduler"])
     except (ValueError, KeyError, RuntimeError) as e:
@@ -297,10 +309,13 @@ def _save_model(target: Path, policy, tokenizer, world: World) -> None:
         save_model_dir(target, policy, tokenizer, state_dict=model_state)
 
 
-def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner, world: World) -> str | None:
+def _maybe_checkpoint(
+    cfg: GRPORun, run_dir: Path, step: int, parts, learner: Learner, ahead: RolloutAhead, world: World,
+) -> str | None:
     """Save ``checkpoints/step-N`` every ``save_every`` steps and at the last step (so `--resume`
     with more steps continues from it); the path, or None when this step saves nothing.
-    Process 0 writes it, with every process's RNG state; the rest is the same on all of them."""
+    Process 0 writes it, with every process's RNG state and the batches generated ahead (the data
+    cursor is past them); the rest is the same on all of them."""
     t = cfg.train
     if not t.save_every or (step % t.save_every and step != t.max_steps):
         return None
@@ -316,6 +331,7 @@ def _maybe_checkpoint(cfg: GRPORun, run_dir: Path, step: int, parts, learner: Le
             run_dir, step, parts.policy, parts.tokenizer, learner.optimizer, learner.scheduler,
             parts.source.state_dict(), t.keep_last, rng_per_rank=rngs if world.distributed else None,
             model_state=model_state, optimizer_state=optim_state,
+            extra={"async_steps": cfg.rollout.async_steps, "generated_ahead": ahead.pending()},
         )
     barrier(world)
     return str(path)
@@ -338,15 +354,31 @@ def sync_rollout(rollout, policy, world: World) -> None:
     barrier(world)
 
 
+def rollout_ahead(cfg: GRPORun, parts, world: World) -> RolloutAhead:
+    """Step j's generated and scored batch, ``rollout.async_steps`` steps ahead of the learner
+    (0: when the step needs it), each group tagged with the policy version it was generated with."""
+
+    def produce(step: int, version: int) -> StepResult:
+        res = rollout_and_score(
+            cfg, parts.source, parts.rollout, TrainerState(step - 1, cfg.train.max_steps), world, step,
+        )
+        for g in res.groups:
+            g.policy_version = version
+        return res
+
+    return RolloutAhead(produce, cfg.rollout.async_steps, cfg.train.max_steps)
+
+
 def _run_step(
-    cfg: GRPORun, step: int, parts, learner: Learner, monitor: HackingMonitor, last_ckpt: str | None, world: World,
+    cfg: GRPORun, step: int, parts, learner: Learner, ahead: RolloutAhead, monitor: HackingMonitor,
+    last_ckpt: str | None, world: World,
 ):
-    """One GRPO step: rollout and scoring, group advantages, one learner update, weight sync.
-    Returns the step's metrics row, its warnings, the scored groups and their advantages."""
+    """One GRPO step: rollout and scoring (or its batch generated ahead), group advantages, one
+    learner update, weight sync. Returns the step's metrics row, its warnings, the scored groups
+    and their advantages."""
     t0 = time.perf_counter()
-    res = rollout_and_score(
-        cfg, parts.source, parts.rollout, TrainerState(step - 1, cfg.train.max_steps), world, step,
-    )
+    gen: Generated = ahead.take(step)
+    res, waited = gen.result, ahead.wait_s
     t1 = time.perf_counter()
     adv = group_advantages(res.rewards, cfg.rollout.group_size, cfg.grpo.scale)
     batch = make_batch(res.groups, adv, parts.tokenizer.pad_token_id, cfg.grpo.mask_truncated)
@@ -356,11 +388,15 @@ def _run_step(
     except FloatingPointError as e:
         raise TrainingError(f"step {step}: {e}; last good checkpoint: {last_ckpt or 'none'}") from e
     t3 = time.perf_counter()
+    ahead.settle()  # the engine's weights change only between generations
+    t_sync = time.perf_counter()
     sync_rollout(parts.rollout, parts.policy, world)
     t4 = time.perf_counter()
-    times = {"rollout_and_score": t1 - t0, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
+    times = {"rollout_and_score": gen.seconds, "batch": t2 - t1, "learner": t3 - t2, "step": t4 - t0}
+    if cfg.rollout.async_steps:  # the learner's seconds spent waiting for generation
+        times["rollout_wait"] = waited + (t_sync - t3)
     if not parts.rollout.shares_weights:
-        times["weight_sync"] = t4 - t3
+        times["weight_sync"] = t4 - t_sync
     if world.distributed:  # communication: the groups exchanged, the gradients averaged (overlapping backward)
         times["gather_groups"] = res.gather_s
         times["grad_allreduce"] = learner.last_allreduce_s
@@ -380,6 +416,11 @@ def _run_eval(cfg: GRPORun, step: int, parts, run_dir: Path, benches, world: Wor
 def check_world(cfg: GRPORun, world: World) -> None:
     """Each process gets whole groups, as many as the others: refused before any work otherwise."""
     P, n = cfg.train.prompts_per_step, world.size
+    if cfg.rollout.async_steps and world.distributed:
+        raise TrainingError(
+            f"rollout.async_steps={cfg.rollout.async_steps} runs on one process only ({n} processes here): "
+            "the generation thread's exchanges would interleave with the learner's"
+        )
     if n > P:
         raise TrainingError(f"{n} processes but train.prompts_per_step={P}: each process needs at least one prompt")
     if P % n:
@@ -464,8 +505,9 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
     learner = Learner(
         policy, parts.ref, cfg.grpo, cfg.train, cfg.rollout.max_new_tokens, cfg.rollout.temperature, parts.amp, world,
     )
+    ahead = rollout_ahead(cfg, parts, world)
     if state is not None:
-        _restore(state, learner, parts.source, world)
+        _restore(state, learner, parts.source, ahead, world)
     if state is not None or rollout.needs_initial_sync:
         # the engine holds what it loaded (or whatever a server last received): start in step
         sync_rollout(rollout, policy, world)
@@ -481,7 +523,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
         records = _Records(cfg, run_dir, start, world)
         records.state(status="running", step=start, last_checkpoint=last_ckpt)
         for step in range(start + 1, cfg.train.max_steps + 1):
-            row, warnings, res, adv = _run_step(cfg, step, parts, learner, monitor, last_ckpt, world)
+            row, warnings, res, adv = _run_step(cfg, step, parts, learner, ahead, monitor, last_ckpt, world)
             if _eval_due(cfg, step):
                 with full_params(policy):  # FSDP2 / ZeRO-3: whole on every process; each evaluates its share
                     row.update(_run_eval(cfg, step, parts, run_dir, benches, world))
@@ -490,7 +532,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             records.step(step, row, warnings, _sample_rows(step, res, adv, cfg.train.log_all_samples) if logged else None,
                          evaluated)
             done = step
-            saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner, world)
+            saved = _maybe_checkpoint(cfg, run_dir, step, parts, learner, ahead, world)
             if saved:
                 last_ckpt = saved
                 if world.is_main:
@@ -508,6 +550,7 @@ def train(cfg: GRPORun, resume: bool = False) -> Path:
             write_state(run_dir, status="failed", step=done, last_checkpoint=last_ckpt, error=error)
         raise
     finally:
+        ahead.close()
         if records is not None:
             records.close()
     records.state(status="completed", step=cfg.train.max_steps, last_checkpoint=last_ckpt, final=str(final))

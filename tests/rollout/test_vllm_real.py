@@ -123,6 +123,24 @@ def test_colocated_grpo_run_then_resume(vllm_env, tmp_path):
     assert [[r[k] for k in keys] for r in _metrics(whole)] == [[r[k] for k in keys] for r in rows]
 
 
+def test_colocated_async_rollout_one_step_ahead(vllm_env, tmp_path):
+    """rollout.async_steps=1 on the colocated engine: step k+1 is generated in a background thread
+    while the learner updates on step k, so from weights one update old, and corrected by IS."""
+    run = tmp_path / "run"
+    _run([sys.executable, "-m", "r1kit.cli", "grpo", str(ROOT / "configs/r1zero_cpu.yaml"), f"output_dir={run}",
+          "rollout.backend=vllm", "rollout.async_steps=1", "train.max_steps=3", *GRPO_ARGS], vllm_env, cwd=tmp_path)
+    rows = _metrics(run)
+    assert [r["sampling/staleness/max"] for r in rows] == [0, 1, 1]
+    # step 1 is on-policy: sampler and learner agree; later steps were sampled before the last update
+    # (lr 1e-4 moves log-probs far more than TOL), and the IS weights correct for it
+    assert rows[0]["sampling/logp_diff/max"] < TOL, rows[0]
+    for r in rows[1:]:
+        assert r["sampling/logp_diff/max"] > TOL, r
+        assert abs(r["sampling/is_weight/mean"] - 1.0) > 1e-5, r
+        assert r["time/rollout_wait"] >= 0 and r["time/weight_sync"] > 0
+    assert (run / "final" / "config.json").is_file()
+
+
 ACCELERATE_CONFIGS = {"ddp": None, "fsdp": "fsdp2.yaml", "deepspeed": "zero3.yaml"}
 
 
