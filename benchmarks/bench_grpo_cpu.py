@@ -196,6 +196,7 @@ def run_r1kit(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
             {
                 "seconds": m["time/step"],
                 "mean_len": m["completion_length/mean"],
+                "max_len": m["completion_length/max"],
                 "tokens": m["tokens_generated"],
                 "rollout_s": m["time/rollout_and_score"],
                 "learner_s": m["time/learner"],
@@ -356,6 +357,7 @@ def _trl_steps(timer, total: int, N: int) -> list[dict]:
                 "seconds": timer.in_step[i],
                 "end_to_end": timer.end_to_end[i],
                 "mean_len": mean_len,
+                "max_len": log.get("completions/max_length", float("nan")),
                 "tokens": mean_len * N,
                 "trl_step_time": log.get("step_time", float("nan")),
                 "reward": log.get("reward", float("nan")),

@@ -335,9 +335,14 @@ def full_params(model):
             m.set_reshard_after_forward(reshard)
 
 
-def full_model_state(model) -> dict:
-    """FSDP2: the whole model's state dict, gathered on process 0 in CPU memory, one tensor at a
-    time (the other processes get an empty dict). Every process calls it."""
+def full_model_state(model, world: World) -> dict | None:
+    """FSDP2 / ZeRO-3: the whole model's state dict on process 0 in CPU memory, every process
+    helping gather it one tensor at a time (the others get an empty dict); None when every process
+    holds the whole model anyway. Every process calls it."""
+    if is_zero3(model):
+        return zero3_full_state_dict(model, world)
+    if not is_sharded(model):
+        return None
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     return get_model_state_dict(model, options=_full_cpu())

@@ -32,7 +32,7 @@ from r1kit.grpo.learner import Learner, make_batch
 from r1kit.logging import RunLogger, plot_run, read_jsonl
 from r1kit.distributed import (
     World, barrier, full_model_state, full_optimizer_state, full_params, gather_objects, init_world, is_sharded, is_zero3,
-    load_whole_models_under_zero3, prompt_seed, shard_bounds, zero3_full_state_dict, zero_stage,
+    load_whole_models_under_zero3, prompt_seed, shard_bounds, zero_stage,
 )
 from r1kit.rewards import Scores, TrainerState, score_groups
 from r1kit.rewards.format import is_well_formed
@@ -275,13 +275,13 @@ def _restore(state: dict[str, Any], learner: Learner, source, ahead: RolloutAhea
     """The rest of a checkpoint into the live objects: optimizer, schedule, data cursor, RNG, and
     the batches generated ahead of the learner (``rollout.async_steps``)."""
     ckpt = state["path"]
-    saved_k = state.get("async_steps", 0)
-    if saved_k != ahead.ahead:
+    saved_k, pending = state.get("async_steps", 0), state.get("generated_ahead", {})
+    if pending and saved_k != ahead.ahead:
         raise TrainingError(
             f"cannot resume from {ckpt}: it was saved with rollout.async_steps={saved_k}, the config has "
             f"{ahead.ahead} (its data cursor is past the batches generated ahead; keep rollout.async_steps={saved_k})"
         )
-    ahead.restore(state.get("generated_ahead", {}))
+    ahead.restore(pending)
     try:
         learner.load_state(state["optimizer"], state["scheduler"])
     except (ValueError, KeyError, RuntimeError) as e:
@@ -294,17 +294,9 @@ def _restore(state: dict[str, Any], learner: Learner, source, ahead: RolloutAhea
     set_rng_state(per_rank[world.rank] if world.rank < len(per_rank) else per_rank[0])
 
 
-def _whole_model_state(policy, world: World) -> dict | None:
-    """FSDP2 / ZeRO-3: the whole state dict on process 0, every process helping gather it one
-    tensor at a time; None when every process holds the whole model anyway."""
-    if is_zero3(policy):
-        return zero3_full_state_dict(policy, world)
-    return full_model_state(policy) if is_sharded(policy) else None
-
-
 def _save_model(target: Path, policy, tokenizer, world: World) -> None:
     """``final/`` by process 0; under FSDP2 and ZeRO-3 from the state dict every process helps gather."""
-    model_state = _whole_model_state(policy, world)
+    model_state = full_model_state(policy, world)
     if world.is_main:
         save_model_dir(target, policy, tokenizer, state_dict=model_state)
 
@@ -320,7 +312,7 @@ def _maybe_checkpoint(
     if not t.save_every or (step % t.save_every and step != t.max_steps):
         return None
     rngs = gather_objects(rng_state(), world)
-    model_state, optim_state = _whole_model_state(parts.policy, world), None
+    model_state, optim_state = full_model_state(parts.policy, world), None
     if world.engine == "deepspeed":  # ZeRO: each process's partition of the optimizer state, in rank order
         optim_state = {"zero_partitions": gather_objects(learner.optimizer.state_dict(), world)}
     elif is_sharded(parts.policy):  # FSDP2: gathered whole on process 0, one tensor at a time

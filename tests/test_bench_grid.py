@@ -1,0 +1,28 @@
+"""benchmarks/bench_grpo_grid.py: the roofline floor it divides r1kit's step time by."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_grid():
+    spec = importlib.util.spec_from_file_location("bench_grpo_grid", ROOT / "benchmarks" / "bench_grpo_grid.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_grpo_grid"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_roofline_is_matmul_work_at_sgemm_speed_plus_weight_reads_at_copy_speed():
+    grid = load_grid()
+    # 135M parameters, 2 prompts of 50 tokens + 16 completions of 55 tokens: 6 * 135e6 * 980 FLOPs
+    flops = grid.learner_flops(135_000_000, 100, 880)
+    assert flops == pytest.approx(6 * 135e6 * 980)
+    # at 257 GFLOP/s that is 3.09 s; 55 decode passes over 0.54 GB at 7 GB/s is 4.24 s
+    floor = grid.roofline_seconds(flops, 55, 540_000_000, gflops=257.0, copy_gbs=7.0)
+    assert floor == pytest.approx(6 * 135e6 * 980 / 257e9 + 55 * 0.54 / 7.0)
+    assert 7.3 < floor < 7.4
