@@ -7,7 +7,11 @@ a few thousand parameters. Saved together they form an ordinary ``from_pretraine
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -138,8 +142,6 @@ def run_until_then_sigkill(cmd: list[str], env: dict[str, str], log_path: str | 
     pausing the process at a known point), SIGKILL it and every process it started (a launcher's
     workers), and return its exit status (-9). Fails if the process exits first or the marker does
     not come within ``timeout_s``."""
-    import os
-    import signal
     import subprocess
     import time
 
@@ -184,3 +186,26 @@ def launch_cmd(num_processes: int, *args: str, config_file: str | Path | None = 
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(free_port()), "-m", "r1kit", *args,
     ]
+
+
+def load_script(path: str | Path) -> ModuleType:
+    """A script (e.g. ``benchmarks/bench_grpo_cpu.py``) imported as a module named after its file."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@contextlib.contextmanager
+def module_on_path(directory: str | Path, name: str, source: str):
+    """``name.py`` with ``source`` written to ``directory`` and importable inside the block
+    (e.g. a reward function a config names as ``name:function``)."""
+    directory = Path(directory)
+    (directory / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(directory))
+    try:
+        yield directory
+    finally:
+        sys.path.remove(str(directory))

@@ -1,7 +1,5 @@
 """benchmarks/bench_grpo_grid.py: the roofline floor it divides r1kit's step time by."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_grid():
-    spec = importlib.util.spec_from_file_location("bench_grpo_grid", ROOT / "benchmarks" / "bench_grpo_grid.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_grpo_grid"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from r1kit.testing import load_script
+
+    return load_script(ROOT / "benchmarks" / "bench_grpo_grid.py")
 
 
 def test_roofline_is_matmul_work_at_sgemm_speed_plus_weight_reads_at_copy_speed():

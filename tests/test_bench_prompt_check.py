@@ -1,8 +1,6 @@
 """benchmarks/bench_grpo_cpu.py checks that r1kit trained on the shared prompt list: a real
 (tiny) r1kit run with the benchmark's own config passes the check; other prompts fail it."""
 
-import importlib.util
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -10,11 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_grpo_cpu", ROOT / "benchmarks" / "bench_grpo_cpu.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_grpo_cpu"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from r1kit.testing import load_script
+
+    return load_script(ROOT / "benchmarks" / "bench_grpo_cpu.py")
 
 
 def test_the_prompt_check_passes_a_real_run_and_fails_other_prompts(tiny_qwen_dir, tmp_path):

@@ -6,7 +6,6 @@ engine is), so the tests run on CPU in seconds; tests/rollout/test_vllm_real.py 
 
 import copy
 import json
-import sys
 import threading
 
 import pytest
@@ -131,9 +130,8 @@ def own_weights(monkeypatch):
 
 @pytest.fixture(scope="module")
 def base_cfg(tmp_path_factory, tiny_dir):
-    mods = tmp_path_factory.mktemp("mods")
-    (mods / "r1kit_test_rewards_ahead.py").write_text(REWARDS_SRC)
-    sys.path.insert(0, str(mods))
+    from r1kit.testing import module_on_path
+
     path = tmp_path_factory.mktemp("cfg") / "cfg.yaml"
     path.write_text(yaml.safe_dump({
         "model": {"name_or_path": str(tiny_dir)},
@@ -142,8 +140,8 @@ def base_cfg(tmp_path_factory, tiny_dir):
         "rewards": {"r1kit_test_rewards_ahead:length": 1.0},
         "train": {"max_steps": 4, "prompts_per_step": 2, "lr": 1e-2, "progress": False, "log_all_samples": True},
     }))
-    yield path
-    sys.path.remove(str(mods))
+    with module_on_path(tmp_path_factory.mktemp("mods"), "r1kit_test_rewards_ahead", REWARDS_SRC):
+        yield path
 
 
 def _train(base_cfg, out, *overrides, resume=False):
