@@ -79,7 +79,8 @@ def test_the_chain_runs_with_stand_ins(tmp_path, tiny_qwen_dir):
         srv.server_close()
     report = json.loads((out / "kept" / "kept.report.json").read_text())
     assert report["read"] == 4 and report["kept"] == 2  # both prompts solved; the second trace of each is a duplicate
-    kept_row = json.loads((out / "kept" / "kept.jsonl").read_text().splitlines()[0])
-    assert kept_row["completion"] == "<think>0 plus 2 is 2.</think> <answer>2</answer>"
+    # the teacher is asked concurrently: prompts are written in the order their traces complete
+    kept = sorted(json.loads(x)["completion"] for x in (out / "kept" / "kept.jsonl").read_text().splitlines())
+    assert kept == [f"<think>{i} plus 2 is {i + 2}.</think> <answer>{i + 2}</answer>" for i in range(2)]
     assert [r["stage"] for r in rows] == ["traces", "kept", "student"] and "math500" in rows[-1]["eval"]
     assert AutoModelForCausalLM.from_pretrained(out / "student" / "final").config.model_type == "qwen2"
