@@ -150,7 +150,7 @@ def run_child(args) -> dict:
                 pair.trl_config = lambda a, w: trl_default_config(a, w, pair)
             res = pair.run_trl(args, model_path, rows, Path(tmp))
     measured = res["steps"][args.warmup:]
-    out = {
+    return {
         "s_step": statistics.median(s["seconds"] for s in measured),
         "tokens_per_s": sum(s["tokens"] for s in measured) / sum(s["seconds"] for s in measured),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -159,7 +159,6 @@ def run_child(args) -> dict:
         "longest_per_step": statistics.mean(s.get("max_len", s["mean_len"]) for s in measured),
         "prompt_tokens": _prompt_tokens(model_path, rows[: args.prompts]),
     }
-    return out
 
 
 def _prompt_tokens(model_path: str, rows: list[dict]) -> int:
@@ -172,9 +171,10 @@ def _prompt_tokens(model_path: str, rows: list[dict]) -> int:
 
 def model_size(model_path: str) -> tuple[int, int]:
     """Parameters and their fp32 bytes."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    with __import__("torch").device("meta"):
+    with torch.device("meta"):
         m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
     n = sum(p.numel() for p in m.parameters())
     return n, 4 * n

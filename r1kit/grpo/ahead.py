@@ -62,12 +62,11 @@ class RolloutAhead:
         t0 = time.perf_counter()
         if self._pool is None:
             out = self._timed(step, version)
-            self.wait_s = time.perf_counter() - t0
-            return out
-        for j in range(step, min(step + self.ahead, self.last_step) + 1):
-            if j not in self._futures:
-                self._futures[j] = self._pool.submit(self._timed, j, version)
-        out = self._futures.pop(step).result()  # re-raises what the generation raised
+        else:
+            for j in range(step, min(step + self.ahead, self.last_step) + 1):
+                if j not in self._futures:
+                    self._futures[j] = self._pool.submit(self._timed, j, version)
+            out = self._futures.pop(step).result()  # re-raises what the generation raised
         self.wait_s = time.perf_counter() - t0
         return out
 
@@ -77,8 +76,7 @@ class RolloutAhead:
             f.result()
 
     def pending(self) -> dict[int, Generated]:
-        """The generated batches not yet taken, by step (for a checkpoint; call after settle)."""
-        self.settle()
+        """The generated batches not yet taken, by step (for a checkpoint; waits for them)."""
         return {j: f.result() for j, f in sorted(self._futures.items())}
 
     def restore(self, pending: dict[int, Generated]) -> None:
