@@ -63,6 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--micro-batch-size", type=int, default=0,
                    help="r1kit train.micro_batch_size; 0 = prompts x group size, one forward/backward per step "
                         "like TRL's per_device_train_batch_size (default 0)")
+    p.add_argument("--micro-batch-tokens", type=int, default=-1,
+                   help="r1kit train.micro_batch_tokens (rows of similar length together); -1 = the full batch's "
+                        "padded size, rows x (longest prompt + max new tokens), so no micro-batch holds more than "
+                        "TRL's one batch; 0 = off (default -1)")
     p.add_argument("--only", choices=("r1kit", "trl", "both"), default="both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads for both (default 0 = os.cpu_count())")
@@ -124,7 +128,17 @@ def median(xs: list[float]) -> float:
 # r1kit
 
 
-def r1kit_config(args, model_path: str, workdir: Path, micro_batch_size: int) -> dict:
+def full_batch_tokens(model_path: str, rows: list[dict], args) -> int:
+    """The padded size of one whole step's batch: rows x (longest prompt + max new tokens)."""
+    from r1kit.models import load_tokenizer
+    from r1kit.rollout.hf import encode_prompt
+
+    tok = load_tokenizer(model_path)
+    longest = max(len(encode_prompt(tok, r["prompt"])) for r in rows)
+    return args.prompts * args.group_size * (longest + args.max_new_tokens)
+
+
+def r1kit_config(args, model_path: str, workdir: Path, micro_batch_size: int, micro_batch_tokens: int = 0) -> dict:
     """r1kit's GRPO config for the benchmark (the same update as TRL's side)."""
     return {
         "output_dir": str(workdir / "r1kit"),
@@ -155,6 +169,7 @@ def r1kit_config(args, model_path: str, workdir: Path, micro_batch_size: int) ->
             "max_steps": args.warmup + args.steps,
             "prompts_per_step": args.prompts,
             "micro_batch_size": micro_batch_size,
+            "micro_batch_tokens": micro_batch_tokens,
             "lr": LR,
             "weight_decay": 0.0,
             "adam_beta1": ADAM_BETAS[0],
@@ -179,7 +194,9 @@ def run_r1kit(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
 
     total = args.warmup + args.steps
     mb = args.micro_batch_size or args.prompts * args.group_size
-    cfg = config_from_dict(r1kit_config(args, model_path, workdir, mb))
+    tokens = getattr(args, "micro_batch_tokens", -1)
+    tokens = full_batch_tokens(model_path, rows, args) if tokens < 0 else tokens
+    cfg = config_from_dict(r1kit_config(args, model_path, workdir, mb, tokens))
     t0 = time.perf_counter()
     run_dir = train(cfg)
     wall = time.perf_counter() - t0
@@ -208,6 +225,7 @@ def run_r1kit(args, model_path: str, rows: list[dict], workdir: Path) -> dict:
         "wall": wall,
         "prompt_check": "ok" if not problems else f"{problems} steps differ from the shared prompt list",
         "micro_batch_size": mb,
+        "micro_batch_tokens": tokens,
     }
 
 
@@ -504,7 +522,9 @@ def print_setup(args, model_path: str, rows: list[dict], threads: int, mb: int) 
     print(f"update: loss_type grpo, scale_rewards group, beta 0, num_iterations 1, epsilon {EPSILON}, "
           f"AdamW lr {LR} betas {ADAM_BETAS} wd 0, constant LR, max_grad_norm {MAX_GRAD_NORM}, "
           f"no gradient checkpointing")
-    print(f"r1kit: train.micro_batch_size={mb}; TRL: per_device_train_batch_size={args.prompts * args.group_size}, "
+    tokens = "off" if args.micro_batch_tokens == 0 else (
+        "the full batch's padded size" if args.micro_batch_tokens < 0 else args.micro_batch_tokens)
+    print(f"r1kit: train.micro_batch_size={mb}, train.micro_batch_tokens={tokens}; TRL: per_device_train_batch_size={args.prompts * args.group_size}, "
           f"num_generations={args.group_size}, gradient_accumulation_steps=1, steps_per_generation=1")
     print(f"data: arithmetic task, chat template + '{PREFILL}' prefill, seed {args.seed}; rewards "
           + ", ".join(f"{w} x {n}" for n, w in REWARD_WEIGHTS.items()) + " (r1kit's functions on both sides)")

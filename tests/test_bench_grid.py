@@ -22,3 +22,10 @@ def test_roofline_is_matmul_work_at_sgemm_speed_plus_weight_reads_at_copy_speed(
     floor = grid.roofline_seconds(flops, 55, 540_000_000, gflops=257.0, copy_gbs=7.0)
     assert floor == pytest.approx(6 * 135e6 * 980 / 257e9 + 55 * 0.54 / 7.0)
     assert 7.3 < floor < 7.4
+
+
+def test_defaults_run_only_in_the_named_cells():
+    grid = load_grid()
+    assert grid.runs_defaults(["4x32"], 4, 32) and not grid.runs_defaults(["4x32"], 4, 128)
+    assert not grid.runs_defaults(["4x32"], 32, 4) and grid.runs_defaults(["all"], 16, 256)
+    assert not grid.runs_defaults([], 4, 32)

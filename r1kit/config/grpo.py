@@ -113,6 +113,9 @@ class TrainSection(OptimSection):
     prompts_per_step: int = 4
     # Sequences per forward/backward; gradients accumulate over the batch.
     micro_batch_size: int = 8
+    # > 0: micro-batches of rows of similar completion length instead, each at most this many
+    # padded tokens, rows x (longest prompt + longest completion) (r1kit.grpo.micro.by_length).
+    micro_batch_tokens: int = 0
     samples_every: int = 1
     # samples.jsonl gets the highest- and lowest-reward completion of each logged step, or all.
     log_all_samples: bool = False
@@ -129,7 +132,7 @@ class TrainSection(OptimSection):
     def check(self) -> None:
         super().check()
         at_least(self, 1, "prompts_per_step", "micro_batch_size", "logit_chunk")
-        at_least(self, 0, "max_steps", "samples_every")
+        at_least(self, 0, "max_steps", "samples_every", "micro_batch_tokens")
 
 
 def _default_rewards() -> dict[str, RewardSpec]:

@@ -18,6 +18,7 @@ from r1kit.distributed import (
     World, gather_objects, is_sharded, load_full_optimizer_state, prepare_deepspeed, reduce_metrics, shard_bounds,
     shard_fsdp2, sync_from_rank0, unwrap,
 )
+from r1kit.grpo import micro
 from r1kit.grpo.lm_head import chunkable_head, head_logprobs
 from r1kit.grpo.loss import entropy_threshold, high_entropy_mask, policy_loss, sampling_is_weights
 from r1kit.models import autocast, reference_context
@@ -314,9 +315,15 @@ class Learner:
         self.scheduler = self._schedule(last_epoch=int(scheduler_state["last_epoch"]) - 1)
 
     def _micro_batches(self, batch: Batch) -> list[torch.Tensor]:
-        # Contiguous rows: a group's completions stay together, so its prompt is run once.
-        mb = self.train_cfg.micro_batch_size
-        return [torch.arange(i, min(i + mb, len(batch))) for i in range(0, len(batch), mb)]
+        """Row indices of each micro-batch (:mod:`r1kit.grpo.micro`)."""
+        budget = self.train_cfg.micro_batch_tokens
+        if not budget:
+            return micro.contiguous(len(batch), self.train_cfg.micro_batch_size)
+        key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
+        prompt_id_N = torch.unique(key_N2L, dim=0, return_inverse=True)[1]
+        return micro.by_length(
+            batch.completion_lengths_N.tolist(), batch.prompt_mask_NL.sum(-1).tolist(), prompt_id_N.tolist(), budget,
+        )
 
     @torch.no_grad()
     def _logprobs(self, batch: Batch, blank: Batch | None = None, slots: int = 0) -> tuple[torch.Tensor | None, ...]:

@@ -62,11 +62,11 @@ def test_token_logprobs_match_unpadded_forward(tok, model):
         assert torch.allclose(lp[i, : len(c)], ref, atol=1e-5), i
 
 
-def _grads(model, tok, loss_type, micro, beta=0.0, **grpo):
+def _grads(model, tok, loss_type, micro, beta=0.0, tokens=0, **grpo):
     m = copy.deepcopy(model)
     ref = copy.deepcopy(model).eval() if beta else None
     learner = Learner(m, ref, GRPOSection(loss_type=loss_type, beta=beta, **grpo),
-                      TrainSection(micro_batch_size=micro, lr=1e-3, max_grad_norm=0.0), 8)
+                      TrainSection(micro_batch_size=micro, micro_batch_tokens=tokens, lr=1e-3, max_grad_norm=0.0), 8)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)
     for group in learner.optimizer.param_groups:  # keep weights: we only compare gradients
         group["lr"] = 0.0
@@ -108,6 +108,25 @@ def test_every_objective_micro_batched_equals_the_full_batch(tok, model, name):
     if "top_entropy_quantile" in grpo:  # the step's threshold, whatever the micro-batching
         assert s_full["entropy/threshold"] == s_acc["entropy/threshold"]
         assert s_full["entropy/selected_frac"] == pytest.approx(grpo["top_entropy_quantile"], abs=0.1)
+
+
+@pytest.mark.parametrize("loss_type,grpo", [("grpo", {}), ("dapo", {"num_iterations": 2}), ("cispo", {})])
+def test_length_micro_batches_equal_the_full_batch(tok, model, loss_type, grpo):
+    """train.micro_batch_tokens regroups rows by completion length (groups split across
+    micro-batches, prompts run once per micro-batch): the same gradients and metrics."""
+    b = make_batch(_groups(tok), torch.zeros(4), tok.pad_token_id)
+    p1 = len(_groups(tok)[0].prompt_ids)
+    budget = 2 * (p1 + 4)  # at most two of the longest rows together
+    learner = Learner(copy.deepcopy(model), None, GRPOSection(), TrainSection(micro_batch_tokens=budget), 8)
+    parts = [idx.tolist() for idx in learner._micro_batches(b)]
+    assert sorted(sum(parts, [])) == [0, 1, 2, 3] and len(parts) > 1
+    assert parts[0] == [1, 3]  # the two 4-token completions, one from each group
+    full, s_full = _grads(model, tok, loss_type, 4, beta=0.1, **grpo)
+    split, s_split = _grads(model, tok, loss_type, 4, beta=0.1, tokens=budget, **grpo)
+    for n in full:
+        assert torch.allclose(full[n], split[n], atol=1e-6, rtol=1e-4), n
+    for k in ("loss", "entropy", "kl", "grad_norm"):
+        assert s_full[k] == pytest.approx(s_split[k], rel=1e-4, abs=1e-7), k
 
 
 def test_top_entropy_selection_drops_the_low_entropy_tokens_gradient(tok, model):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from r1kit.config import GRPOSection, TrainSection
-from r1kit.grpo.learner import Learner, make_batch, sampling_mismatch, token_logprobs
+from r1kit.grpo.learner import Learner, make_batch, sampling_mismatch, token_stats
+from r1kit.grpo.lm_head import chunkable_head
 from r1kit.grpo.loss import policy_loss, sampling_is_weights
 from r1kit.types import Group, Sample
 
@@ -189,13 +190,14 @@ def _own_logps(model, tok, micro):
     """The learner's own log-probs, computed exactly as Learner.step computes them (same
     micro-batches, train mode), so a zero offset gives bitwise-equal values."""
     m = copy.deepcopy(model).train()
+    chunk = TrainSection().logit_chunk
     b = make_batch(_groups(tok), ADVS, tok.pad_token_id)
     out = torch.zeros(b.completion_ids_NT.shape)
     with torch.no_grad():
         for lo in range(0, len(b), micro):
             idx = torch.arange(lo, min(lo + micro, len(b)))
-            mb = b.select(idx)
-            out[idx, : mb.completion_ids_NT.shape[1]] = token_logprobs(m, mb)
+            mb = b.select(idx)  # the learner's chunked head, as it computes them
+            out[idx, : mb.completion_ids_NT.shape[1]] = token_stats(m, mb, chunk, head=chunkable_head(m))[0]
     return out
 
 
