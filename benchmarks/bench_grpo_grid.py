@@ -43,7 +43,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TRAINERS = ("r1kit", "trl", "trl-defaults")
+TRAINERS = ("r1kit", "trl", "trl-defaults", "r1kit-bf16")
+SHORT = {"r1kit": "r1kit", "trl": "trl", "trl-defaults": "def", "r1kit-bf16": "r1k-bf16"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,9 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: os.cpu_count())")
-    p.add_argument("--defaults-at", nargs="*", default=["4x32"], metavar="GxL",
-                   help="cells where TRL with its own defaults runs too (its bf16 on a CPU is over 10x slower than "
-                        "fp32: every cell would take hours); 'all' for every cell (default: 4x32)")
+    p.add_argument("--defaults-at", nargs="*", default=["all"], metavar="GxL",
+                   help="cells where TRL with its own defaults runs too, or 'all' (default): on a CPU without native "
+                        "bf16 its default bf16 can be over 10x slower than fp32, so a few cells may be all it can do")
+    p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS[:3]),
+                   help="which trainers run: r1kit, trl and trl-defaults (default), and r1kit-bf16 (r1kit with "
+                        "model.dtype autocast_bfloat16, the precision of TRL's defaults)")
     p.add_argument("--child", choices=TRAINERS, help=argparse.SUPPRESS)
     p.add_argument("--group-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--max-new-tokens", type=int, help=argparse.SUPPRESS)
@@ -101,6 +105,24 @@ def machine_rates(threads: int) -> tuple[float, float]:
     dst.copy_(src)
     copy = min(_timed(lambda: dst.copy_(src)) for _ in range(5))
     return gflops, src.numel() * 4 / copy / 1e9
+
+
+def decode_matmul_rate(threads: int, rows: int = 16) -> float:
+    """GB/s of weights read by ``rows``-row fp32 matmuls (what a decode step is) over 256 MB of
+    [1536, 576] weights, best of a few repeats: the decode loop's practical ceiling with torch's
+    CPU kernels, next to the memory-copy rate the roofline assumes."""
+    import torch
+
+    torch.set_num_threads(threads)
+    weights = [torch.randn(1536, 576) for _ in range(76)]  # 76 x 3.5 MB: out of every cache
+    x = torch.randn(rows, 576)
+
+    def read_all():
+        for w in weights:
+            torch.nn.functional.linear(x, w)
+
+    read_all()
+    return sum(w.numel() * 4 for w in weights) / min(_timed(read_all) for _ in range(5)) / 1e9
 
 
 def _timed(fn) -> float:
@@ -153,7 +175,10 @@ def run_child(args) -> dict:
     rows = pair.build_prompt_rows(model_path, args.prompts, total, args.seed)
     args.micro_batch_size = 0
     with tempfile.TemporaryDirectory(prefix="bench-grid-") as tmp:
-        if args.child == "r1kit":
+        if args.child.startswith("r1kit"):
+            if args.child == "r1kit-bf16":
+                same = pair.r1kit_config
+                pair.r1kit_config = lambda *a, **k: bf16_autocast(same(*a, **k))
             res = pair.run_r1kit(args, model_path, rows, Path(tmp))
         else:
             if args.child == "trl-defaults":
@@ -169,6 +194,11 @@ def run_child(args) -> dict:
         "longest_per_step": statistics.mean(s.get("max_len", s["mean_len"]) for s in measured),
         "prompt_tokens": _prompt_tokens(model_path, rows[: args.prompts]),
     }
+
+
+def bf16_autocast(cfg: dict) -> dict:
+    """r1kit's benchmark config with TRL's default precision: fp32 weights, bf16 autocast."""
+    return {**cfg, "model": {**cfg["model"], "dtype": "autocast_bfloat16"}}
 
 
 def _prompt_tokens(model_path: str, rows: list[dict]) -> int:
@@ -214,41 +244,60 @@ def main(argv=None) -> int:
     threads = args.threads or os.cpu_count() or 1
     gflops, copy_gbs = machine_rates(threads)
     n_params, weight_bytes = model_size(resolve_model_path(args.model))
+    decode_gbs = decode_matmul_rate(threads)
     print(f"[grid] {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {threads}: "
-          f"sgemm {gflops:.0f} GFLOP/s, memory copy {copy_gbs:.1f} GB/s; {args.model}: {n_params / 1e6:.1f}M parameters "
+          f"sgemm {gflops:.0f} GFLOP/s, memory copy {copy_gbs:.1f} GB/s, 16-row matmuls read weights at "
+          f"{decode_gbs:.1f} GB/s; {args.model}: {n_params / 1e6:.1f}M parameters "
           f"({weight_bytes / 1e9:.2f} GB fp32); {args.prompts} prompts per step, {args.warmup} warm-up + {args.steps} "
           f"measured steps per trainer")
     print(f"[grid] TRL defaults: {trl_defaults_that_matter()}", flush=True)
-    header = (f"{'G':>3} {'L':>4} | {'r1kit s':>8} {'trl s':>8} {'trl-def s':>9} | {'x trl':>6} {'x def':>6} | "
-              f"{'r1kit tok/s':>11} {'trl tok/s':>9} | {'r1kit MB':>8} {'trl MB':>7} {'def MB':>7} | {'x roofline':>10}")
-    print(header)
-    ratios, failed = [], []
+    order = [t for t in TRAINERS if t in args.trainers]
+    pairs = speedup_pairs(order)
+    print(" ".join([f"{'G':>3}", f"{'L':>4}", "|", *[f"{SHORT[t] + ' s':>9}" for t in order], "|",
+                    *[f"{SHORT[b] + '/' + SHORT[a]:>13}" for b, a in pairs], "|",
+                    *[f"{SHORT[t] + ' tok/s':>14}" for t in order], "|", *[f"{SHORT[t] + ' MB':>11}" for t in order],
+                    "|", f"{'x roofline':>10}"]))
+    ratios: dict[tuple[str, str], list[float]] = {p: [] for p in pairs}
+    failed = []
     for G in args.groups:
         for L in args.lengths:
-            trainers = [t for t in TRAINERS if t != "trl-defaults" or runs_defaults(args.defaults_at, G, L)]
+            trainers = [t for t in order if t != "trl-defaults" or runs_defaults(args.defaults_at, G, L)]
             try:
                 r = {t: run_cell(args, t, G, L) for t in trainers}
             except RuntimeError as e:
                 print(f"[grid] {e}", file=sys.stderr)
                 return 1
             failed += [f"{t} G={G} L={L}: {v['prompt_check']}" for t, v in r.items() if v["prompt_check"] != "ok"]
-            a, d = r["r1kit"], r.get("trl-defaults")
-            x_trl = r["trl"]["s_step"] / a["s_step"]
-            x_def = d["s_step"] / a["s_step"] if d else None
-            ratios += [x_trl] + ([x_def] if d else [])
-            floor = roofline_seconds(learner_flops(n_params, a["prompt_tokens"], a["generated_per_step"]),
-                                     a["longest_per_step"], weight_bytes, gflops, copy_gbs)
-            d_s, d_x, d_mb = (f"{d['s_step']:9.2f}", f"{x_def:5.2f}x", f"{d['peak_mb']:7.0f}") if d else (
-                f"{'-':>9}", f"{'-':>6}", f"{'-':>7}")
-            print(f"{G:>3} {L:>4} | {a['s_step']:8.2f} {r['trl']['s_step']:8.2f} {d_s} | "
-                  f"{x_trl:5.2f}x {d_x} | {a['tokens_per_s']:11.1f} {r['trl']['tokens_per_s']:9.1f} | "
-                  f"{a['peak_mb']:8.0f} {r['trl']['peak_mb']:7.0f} {d_mb} | "
-                  f"{a['s_step'] / floor:9.1f}x", flush=True)
+            for b, a in pairs:
+                if a in r and b in r:
+                    ratios[(b, a)].append(r[b]["s_step"] / r[a]["s_step"])
+            base = r.get("r1kit") or next(iter(r.values()))
+            floor = roofline_seconds(learner_flops(n_params, base["prompt_tokens"], base["generated_per_step"]),
+                                     base["longest_per_step"], weight_bytes, gflops, copy_gbs)
+            cell = lambda t, key, fmt, w: format(r[t][key], fmt).rjust(w) if t in r else "-".rjust(w)  # noqa: E731
+            print(" ".join([f"{G:>3}", f"{L:>4}", "|", *[cell(t, "s_step", ".2f", 9) for t in order], "|",
+                            *[(f"{r[b]['s_step'] / r[a]['s_step']:.2f}x" if a in r and b in r else "-").rjust(13)
+                              for b, a in pairs], "|",
+                            *[cell(t, "tokens_per_s", ".1f", 14) for t in order], "|",
+                            *[cell(t, "peak_mb", ".0f", 11) for t in order], "|",
+                            f"{base['s_step'] / floor:9.1f}x"]), flush=True)
     if failed:
         print("error: prompt check failed: " + "; ".join(failed), file=sys.stderr)
         return 1
-    print(f"min speedup vs TRL over the grid: {min(ratios):.2f}x")
+    for (b, a), xs in ratios.items():
+        if xs and a != "r1kit":
+            print(f"min speedup of {a} vs {b} over the grid: {min(xs):.2f}x")
+    vs_trl = [x for (b, a), xs in ratios.items() if a == "r1kit" for x in xs]
+    print(f"min speedup vs TRL over the grid: {min(vs_trl):.2f}x" if vs_trl else
+          "min speedup vs TRL over the grid: n/a (run r1kit and a TRL trainer)")
     return 0
+
+
+def speedup_pairs(order: list[str]) -> list[tuple[str, str]]:
+    """(slower, faster) trainer pairs whose s/step ratio is printed: each TRL run over r1kit, and
+    TRL's defaults over r1kit-bf16 (the same precision)."""
+    want = [("trl", "r1kit"), ("trl-defaults", "r1kit"), ("trl-defaults", "r1kit-bf16")]
+    return [(b, a) for b, a in want if a in order and b in order]
 
 
 if __name__ == "__main__":

@@ -252,9 +252,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; SystemExit on a usage error (2) or ``--help`` (0)."""
     passthrough: list[str] = []
     if argv[:1] == ["distill"] and argv[1:2] and argv[1] not in ("filter", "pairs", "train", "-h", "--help"):
         argv = ["distill", "train", *argv[1:]]  # `r1kit distill CONFIG` trains a student
@@ -264,94 +263,127 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthrough = split_passthrough(argv)
     # parse_known_args + this check lets overrides follow options: `grpo --resume RUN k=v` and
     # `grpo CONFIG --resume RUN k=v` (argparse alone stops filling positionals at the first option).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in w or w.startswith("-") for w in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = args.overrides + extra
+    if args.command == "vllm-serve":
+        args.vllm_args = passthrough
+    return args
+
+
+def _config_or_overrides(args: argparse.Namespace, must_be_file: bool) -> tuple[str | None, list[str]]:
+    """``(config path, overrides)``: a first argument ``k=v`` (that is not a file, with
+    ``must_be_file``) is an override, and there is no config file."""
+    path, overrides = args.config, args.overrides
+    if path and "=" in path and not (must_be_file and Path(path).is_file()):
+        return None, [path] + overrides
+    return path, overrides
+
+
+def _pipeline(args) -> int:
+    from r1kit.config import load_config
+    from r1kit.pipeline import format_summary, run
+
+    out, rows = run(load_config(args.config, args.overrides, stage="pipeline"), args.from_stage)
+    print(format_summary(rows))
+    print(f"[r1kit] pipeline directory: {out} (summary.json)")
+    return 0
+
+
+def _generate(args) -> int:
+    from r1kit.config import load_config
+    from r1kit.distill.generate import generate
+
+    out, n = generate(load_config(*_config_or_overrides(args, must_be_file=True), stage="generate"))
+    print(f"[r1kit] {n} prompts with all their traces in {out}")
+    return 0
+
+
+def _plot(args) -> int:
+    from r1kit.eval.plots import plot_runs, read_reference
+
+    reference = read_reference(args.reference) if args.reference else None
+    default = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("runs.png")
+    print(plot_runs(args.run_dirs, args.out or default, reference))
+    return 0
+
+
+def _report(args) -> int:
+    from r1kit.eval.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def _config(args) -> int:
+    import yaml
+
+    from r1kit.config import load_config, to_dict
+
+    # `r1kit config train.lr=1e-5`: no file, only overrides
+    print(yaml.safe_dump(to_dict(load_config(*_config_or_overrides(args, must_be_file=False))), sort_keys=False), end="")
+    return 0
+
+
+def _fetch_model(args) -> int:
+    from r1kit.models import BUILTIN_MODELS, ModelError, ensure_builtin
+
+    if args.name not in BUILTIN_MODELS:
+        raise ModelError(f"unknown builtin model {args.name!r} (available: {', '.join(BUILTIN_MODELS)})")
+    print(ensure_builtin(args.name))
+    return 0
+
+
+def _vllm_serve(args) -> int:
+    from r1kit.rollout.vllm_serve import serve
+
+    serve(args)  # execs: on success this process becomes the server
+    return 0
+
+
+COMMANDS = {
+    "eval": _eval, "distill": _distill, "pipeline": _pipeline,
+    "generate": _generate, "plot": _plot, "report": _report, "config": _config, "fetch-model": _fetch_model,
+    "vllm-serve": _vllm_serve,
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors a command reports as ``r1kit: error: ...`` (imported after parsing: ``--help``
+    and usage errors should not wait for torch)."""
+    from r1kit.config import ConfigError
+    from r1kit.data import DataError
+    from r1kit.distill.generate import GenerateError
+    from r1kit.distill.traces import DistillError
+    from r1kit.eval.metrics import MetricsError
+    from r1kit.eval.records import EvalError
+    from r1kit.models import ModelError
+    from r1kit.pipeline import PipelineError
+    from r1kit.rollout.vllm import RolloutError
+    from r1kit.rundir import TrainingError
+
+    return (ConfigError, ModelError, DataError, DistillError, GenerateError, PipelineError, TrainingError, RolloutError,
+            EvalError, MetricsError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            if not hasattr(args, "overrides") or any("=" not in w or w.startswith("-") for w in extra):
-                parser.error(f"unrecognized arguments: {' '.join(extra)}")
-            args.overrides = args.overrides + extra
-        if args.command == "vllm-serve":
-            args.vllm_args = passthrough
+        args = _parse(_parser(), list(sys.argv[1:] if argv is None else argv))
     except SystemExit as e:  # usage error (2) or --help (0): a return code, as for every other error
         return e.code if isinstance(e.code, int) else 2
 
     # `module:function` rewards resolve against the working directory, as with `python -m`
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-
-    # imported after parsing: `--help` and usage errors should not wait for torch
-    from r1kit.config import ConfigError
-    from r1kit.data import DataError
-    from r1kit.distill.generate import GenerateError
-    from r1kit.distill.traces import DistillError
-    from r1kit.pipeline import PipelineError
-    from r1kit.rundir import TrainingError
-    from r1kit.models import ModelError
-    from r1kit.eval.metrics import MetricsError
-    from r1kit.eval.records import EvalError
-    from r1kit.rollout.vllm import RolloutError
-
+    errors = _user_errors()
     try:
         if args.command in TRAINING_STAGES and args.command != "distill":
             return _train(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "distill":
-            return _distill(args)
-        if args.command == "pipeline":
-            from r1kit.config import load_config
-            from r1kit.pipeline import format_summary, run
-
-            out, rows = run(load_config(args.config, args.overrides, stage="pipeline"), args.from_stage)
-            print(format_summary(rows))
-            print(f"[r1kit] pipeline directory: {out} (summary.json)")
-            return 0
-        if args.command == "generate":
-            from r1kit.config import load_config
-            from r1kit.distill.generate import generate
-
-            path, overrides = args.config, args.overrides
-            if path and "=" in path and not Path(path).is_file():
-                path, overrides = None, [path] + overrides
-            out, n = generate(load_config(path, overrides, stage="generate"))
-            print(f"[r1kit] {n} prompts with all their traces in {out}")
-            return 0
-        if args.command == "plot":
-            from r1kit.eval.plots import plot_runs, read_reference
-
-            reference = read_reference(args.reference) if args.reference else None
-            default = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else Path("runs.png")
-            print(plot_runs(args.run_dirs, args.out or default, reference))
-            return 0
-        if args.command == "report":
-            from r1kit.eval.report import write_report
-
-            print(write_report(args.run_dir))
-            return 0
-        if args.command == "config":
-            import yaml
-
-            from r1kit.config import load_config, to_dict
-
-            path, overrides = args.config, args.overrides
-            if path and "=" in path:  # `r1kit config train.lr=1e-5`: no file, only overrides
-                path, overrides = None, [path] + overrides
-            print(yaml.safe_dump(to_dict(load_config(path, overrides)), sort_keys=False), end="")
-            return 0
-        if args.command == "fetch-model":
-            from r1kit.models import BUILTIN_MODELS, ensure_builtin
-
-            if args.name not in BUILTIN_MODELS:
-                raise ModelError(f"unknown builtin model {args.name!r} (available: {', '.join(BUILTIN_MODELS)})")
-            print(ensure_builtin(args.name))
-            return 0
-        if args.command == "vllm-serve":
-            from r1kit.rollout.vllm_serve import serve
-
-            serve(args)  # execs: on success this process becomes the server
-            return 0
-    except (ConfigError, ModelError, DataError, DistillError, GenerateError, PipelineError, TrainingError, RolloutError, EvalError, MetricsError,
-            FileNotFoundError) as e:
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+    except errors as e:
         print(f"r1kit: error: {e}", file=sys.stderr)
         return 2
     return 1

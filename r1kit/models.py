@@ -38,7 +38,8 @@ class BuiltinModel:
 
 
 # model.dtype -> how the weights are stored ("auto": fp32, with bf16 autocast on a GPU)
-DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}
+# model.dtype -> the weights' dtype; autocast_dtype says which ones also compute under bf16 autocast
+DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "autocast_bfloat16": torch.float32}
 
 BUILTIN_MODELS = {
     "smollm2-135m-instruct": BuiltinModel(
@@ -162,8 +163,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
     """``auto`` on a GPU computes forward passes in bf16 under autocast; on CPU, fp32 throughout
-    (CPUs without bf16 units run bf16 ~10x slower)."""
-    return torch.bfloat16 if dtype == "auto" and device.type == "cuda" else None
+    (CPUs without bf16 units run bf16 ~10x slower). ``autocast_bfloat16``: bf16 autocast on every
+    device, fp32 weights (TRL's ``bf16=True``; fast on CPUs with AVX512-BF16 or AMX)."""
+    if dtype == "autocast_bfloat16" or (dtype == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def autocast(device: torch.device, amp: torch.dtype | None):

@@ -29,3 +29,26 @@ def test_defaults_run_only_in_the_named_cells():
     assert grid.runs_defaults(["4x32"], 4, 32) and not grid.runs_defaults(["4x32"], 4, 128)
     assert not grid.runs_defaults(["4x32"], 32, 4) and grid.runs_defaults(["all"], 16, 256)
     assert not grid.runs_defaults([], 4, 32)
+
+
+def test_speedups_pair_each_trl_run_with_the_r1kit_run_of_its_precision():
+    grid = load_grid()
+    assert grid.speedup_pairs(["r1kit", "trl", "trl-defaults"]) == [("trl", "r1kit"), ("trl-defaults", "r1kit")]
+    assert grid.speedup_pairs(["trl-defaults", "r1kit-bf16"]) == [("trl-defaults", "r1kit-bf16")]
+    assert grid.speedup_pairs(["r1kit", "r1kit-bf16"]) == []
+
+
+def test_r1kit_bf16_is_the_same_config_at_trl_default_precision():
+    from argparse import Namespace
+
+    from r1kit.config import config_from_dict
+    from r1kit.testing import load_script
+
+    grid = load_grid()
+    pair = load_script(ROOT / "benchmarks" / "bench_grpo_cpu.py")
+    args = Namespace(seed=0, group_size=4, max_new_tokens=8, prompts=2, steps=1, warmup=0)
+    same = pair.r1kit_config(args, "some/model", Path("/tmp/x"), 8, 0)
+    bf16 = grid.bf16_autocast(same)
+    assert bf16["model"]["dtype"] == "autocast_bfloat16" and same["model"]["dtype"] == "float32"
+    assert {k: v for k, v in bf16.items() if k != "model"} == {k: v for k, v in same.items() if k != "model"}
+    assert config_from_dict(bf16).model.dtype == "autocast_bfloat16"

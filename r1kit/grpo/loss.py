@@ -264,23 +264,31 @@ def policy_loss(
         max_len=max_completion_length or logp.shape[-1],
     )
 
-    with torch.no_grad():
-        n = mask.sum().clamp(min=1)
-        ratio_NT = ratio.detach().expand_as(logp)
-        low = ((ratio_NT < 1 - epsilon_low) & (adv_N1 < 0)).to(mask.dtype)
-        high = ((ratio_NT > 1 + eps_high) & (adv_N1 > 0)).to(mask.dtype)
-        if loss_type == "cispo":  # only the weight's upper cap acts
-            low = torch.zeros_like(low)
-        metrics = {
-            "clip_frac_low": float((low * mask).sum() / n),
-            "clip_frac_high": float((high * mask).sum() / n),
-            "kl": float((kl_NT * mask).sum() / n) if kl_NT is not None else 0.0,
-            "ratio": float((ratio_NT * mask).sum() / n),
-        }
-        if dual_clip_c is not None:  # where c * A bounds a negative advantage's objective
-            dual = ((ratio_NT > dual_clip_c) & (adv_N1 < 0)).to(mask.dtype)
-            metrics["clip_frac_dual"] = float((dual * mask).sum() / n)
-    return loss, metrics
+    return loss, step_metrics(ratio, adv_N1, mask, kl_NT, loss_type, epsilon_low, eps_high, dual_clip_c)
+
+
+@torch.no_grad()
+def step_metrics(
+    ratio: torch.Tensor, adv_N1: torch.Tensor, mask_NT: torch.Tensor, kl_NT: torch.Tensor | None, loss_type: str,
+    epsilon_low: float, epsilon_high: float, dual_clip_c: float | None,
+) -> dict[str, float]:
+    """:func:`policy_loss`'s metrics, means over the counted tokens (``ratio`` [N, T] or [N, 1])."""
+    n = mask_NT.sum().clamp(min=1)
+    ratio_NT = ratio.detach().expand_as(mask_NT)
+    low = ((ratio_NT < 1 - epsilon_low) & (adv_N1 < 0)).to(mask_NT.dtype)
+    high = ((ratio_NT > 1 + epsilon_high) & (adv_N1 > 0)).to(mask_NT.dtype)
+    if loss_type == "cispo":  # only the weight's upper cap acts
+        low = torch.zeros_like(low)
+    metrics = {
+        "clip_frac_low": float((low * mask_NT).sum() / n),
+        "clip_frac_high": float((high * mask_NT).sum() / n),
+        "kl": float((kl_NT.detach() * mask_NT).sum() / n) if kl_NT is not None else 0.0,
+        "ratio": float((ratio_NT * mask_NT).sum() / n),
+    }
+    if dual_clip_c is not None:  # where c * A bounds a negative advantage's objective
+        dual = ((ratio_NT > dual_clip_c) & (adv_N1 < 0)).to(mask_NT.dtype)
+        metrics["clip_frac_dual"] = float((dual * mask_NT).sum() / n)
+    return metrics
 
 
 def entropy_threshold(entropies: torch.Tensor, top_fraction: float) -> float:

@@ -66,6 +66,8 @@ def trainer_args(cfg, scratch: Path) -> dict[str, Any]:
     logs and plots itself."""
     import torch
 
+    from r1kit.models import autocast_dtype, default_device
+
     t = cfg.train
     return dict(
         output_dir=str(scratch), seed=cfg.seed, data_seed=cfg.seed,
@@ -75,7 +77,7 @@ def trainer_args(cfg, scratch: Path) -> dict[str, Any]:
         gradient_checkpointing=cfg.model.gradient_checkpointing, logging_steps=t.logging_steps,
         save_strategy="steps" if t.save_every else "no", save_steps=t.save_every or 500, save_total_limit=None,
         report_to="none", disable_tqdm=not t.progress, dataloader_num_workers=0,
-        bf16=cfg.model.dtype == "auto" and torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+        bf16=autocast_dtype(cfg.model.dtype, default_device()) == torch.bfloat16, use_cpu=not torch.cuda.is_available(),
     )
 
 

@@ -219,6 +219,9 @@ def test_autocast_step_keeps_fp32_master_weights(tok, model):
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float32
     assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert autocast_dtype("auto", torch.device("cpu")) is None and autocast_dtype("float32", torch.device("cuda")) is None
+    for device in ("cpu", "cuda"):  # TRL's bf16=True: fp32 weights, bf16 autocast everywhere
+        assert resolve_dtype("autocast_bfloat16", torch.device(device)) == torch.float32
+        assert autocast_dtype("autocast_bfloat16", torch.device(device)) == torch.bfloat16
     m = copy.deepcopy(model)
     learner = Learner(m, None, GRPOSection(num_iterations=2), TrainSection(micro_batch_size=2, lr=1e-2), 8, amp=torch.bfloat16)
     b = make_batch(_groups(tok), torch.tensor([1.0, -1.0, 0.5, -0.5]), tok.pad_token_id)

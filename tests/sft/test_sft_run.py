@@ -154,3 +154,12 @@ def test_evaluation_before_and_after_training_through_the_eval_runner(setup, tmp
         results = json.loads((run / "eval" / f"step-{step}" / "results.json").read_text())
         assert results["arithmetic"]["n_problems"] == 3
         assert results["arithmetic"]["pass@1"] == got[step]["eval/arithmetic/pass@1"]
+
+
+def test_trainer_args_ask_trl_for_bf16_only_where_r1kit_autocasts(setup, tmp_path):
+    """model.dtype -> TRL's bf16 flag: autocast_bfloat16 everywhere, auto only on a GPU."""
+    from r1kit.sft.trl_stage import trainer_args
+
+    for dtype, bf16 in (("auto", torch.cuda.is_available()), ("float32", False), ("autocast_bfloat16", True)):
+        cfg = load_config(None, overrides(setup, tmp_path / dtype, f"model.dtype={dtype}"), stage="sft")
+        assert trainer_args(cfg, tmp_path / "scratch")["bf16"] is bf16, dtype
