@@ -228,6 +228,8 @@ def run_cell(args, trainer: str, G: int, L: int) -> dict:
            "--model", args.model, "--prompts", str(args.prompts), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--seed", str(args.seed), "--threads", str(args.threads)]
     p = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if p.returncode == -9:  # SIGKILL: on a machine without swap, the kernel's out-of-memory killer
+        return {"killed": f"{trainer} at G={G}, L={L} was killed (SIGKILL: out of memory?)"}
     line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
     if p.returncode or line is None:
         raise RuntimeError(f"{trainer} at G={G}, L={L} failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
@@ -267,11 +269,15 @@ def main(argv=None) -> int:
             except RuntimeError as e:
                 print(f"[grid] {e}", file=sys.stderr)
                 return 1
+            killed = [r.pop(t)["killed"] for t in list(r) if "killed" in r[t]]
+            if "r1kit" not in r and "r1kit-bf16" not in r:
+                print(f"[grid] G={G} L={L}: " + "; ".join(killed), flush=True)
+                continue
             failed += [f"{t} G={G} L={L}: {v['prompt_check']}" for t, v in r.items() if v["prompt_check"] != "ok"]
             for b, a in pairs:
                 if a in r and b in r:
                     ratios[(b, a)].append(r[b]["s_step"] / r[a]["s_step"])
-            base = r.get("r1kit") or next(iter(r.values()))
+            base = r.get("r1kit") or r.get("r1kit-bf16") or next(iter(r.values()))  # the roofline is r1kit's
             floor = roofline_seconds(learner_flops(n_params, base["prompt_tokens"], base["generated_per_step"]),
                                      base["longest_per_step"], weight_bytes, gflops, copy_gbs)
             cell = lambda t, key, fmt, w: format(r[t][key], fmt).rjust(w) if t in r else "-".rjust(w)  # noqa: E731
@@ -281,6 +287,8 @@ def main(argv=None) -> int:
                             *[cell(t, "tokens_per_s", ".1f", 14) for t in order], "|",
                             *[cell(t, "peak_mb", ".0f", 11) for t in order], "|",
                             f"{base['s_step'] / floor:9.1f}x"]), flush=True)
+            for k in killed:
+                print(f"[grid] {k}", flush=True)
     if failed:
         print("error: prompt check failed: " + "; ".join(failed), file=sys.stderr)
         return 1
