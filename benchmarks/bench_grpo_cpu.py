@@ -128,14 +128,18 @@ def median(xs: list[float]) -> float:
 # r1kit
 
 
-def full_batch_tokens(model_path: str, rows: list[dict], args) -> int:
-    """The padded size of one whole step's batch: rows x (longest prompt + max new tokens)."""
+def prompt_lengths(model_path: str, rows: list[dict]) -> list[int]:
+    """Each row's prompt in tokens, as r1kit encodes it."""
     from r1kit.models import load_tokenizer
     from r1kit.rollout.hf import encode_prompt
 
     tok = load_tokenizer(model_path)
-    longest = max(len(encode_prompt(tok, r["prompt"])) for r in rows)
-    return args.prompts * args.group_size * (longest + args.max_new_tokens)
+    return [len(encode_prompt(tok, r["prompt"])) for r in rows]
+
+
+def full_batch_tokens(model_path: str, rows: list[dict], args) -> int:
+    """The padded size of one whole step's batch: rows x (longest prompt + max new tokens)."""
+    return args.prompts * args.group_size * (max(prompt_lengths(model_path, rows)) + args.max_new_tokens)
 
 
 def r1kit_config(args, model_path: str, workdir: Path, micro_batch_size: int, micro_batch_tokens: int = 0) -> dict:

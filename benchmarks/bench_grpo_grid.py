@@ -192,21 +192,13 @@ def run_child(args) -> dict:
         "prompt_check": res["prompt_check"],
         "generated_per_step": statistics.mean(s["tokens"] for s in measured),
         "longest_per_step": statistics.mean(s.get("max_len", s["mean_len"]) for s in measured),
-        "prompt_tokens": _prompt_tokens(model_path, rows[: args.prompts]),
+        "prompt_tokens": sum(pair.prompt_lengths(model_path, rows[: args.prompts])),
     }
 
 
 def bf16_autocast(cfg: dict) -> dict:
     """r1kit's benchmark config with TRL's default precision: fp32 weights, bf16 autocast."""
     return {**cfg, "model": {**cfg["model"], "dtype": "autocast_bfloat16"}}
-
-
-def _prompt_tokens(model_path: str, rows: list[dict]) -> int:
-    from r1kit.models import load_tokenizer
-    from r1kit.rollout.hf import encode_prompt
-
-    tok = load_tokenizer(model_path)
-    return sum(len(encode_prompt(tok, r["prompt"])) for r in rows)
 
 
 def model_size(model_path: str) -> tuple[int, int]:
@@ -274,16 +266,15 @@ def main(argv=None) -> int:
                 print(f"[grid] G={G} L={L}: " + "; ".join(killed), flush=True)
                 continue
             failed += [f"{t} G={G} L={L}: {v['prompt_check']}" for t, v in r.items() if v["prompt_check"] != "ok"]
-            for b, a in pairs:
-                if a in r and b in r:
-                    ratios[(b, a)].append(r[b]["s_step"] / r[a]["s_step"])
+            x = {(b, a): r[b]["s_step"] / r[a]["s_step"] for b, a in pairs if a in r and b in r}
+            for key, ratio in x.items():
+                ratios[key].append(ratio)
             base = r.get("r1kit") or r.get("r1kit-bf16") or next(iter(r.values()))  # the roofline is r1kit's
             floor = roofline_seconds(learner_flops(n_params, base["prompt_tokens"], base["generated_per_step"]),
                                      base["longest_per_step"], weight_bytes, gflops, copy_gbs)
             cell = lambda t, key, fmt, w: format(r[t][key], fmt).rjust(w) if t in r else "-".rjust(w)  # noqa: E731
             print(" ".join([f"{G:>3}", f"{L:>4}", "|", *[cell(t, "s_step", ".2f", 9) for t in order], "|",
-                            *[(f"{r[b]['s_step'] / r[a]['s_step']:.2f}x" if a in r and b in r else "-").rjust(13)
-                              for b, a in pairs], "|",
+                            *[(f"{x[p]:.2f}x" if p in x else "-").rjust(13) for p in pairs], "|",
                             *[cell(t, "tokens_per_s", ".1f", 14) for t in order], "|",
                             *[cell(t, "peak_mb", ".0f", 11) for t in order], "|",
                             f"{base['s_step'] / floor:9.1f}x"]), flush=True)

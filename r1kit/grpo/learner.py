@@ -155,11 +155,17 @@ def _completion_logits(model, batch: Batch, hidden: bool = False) -> torch.Tenso
     inner = unwrap(model)  # attributes live on the module, not on an engine's wrapper
     checkpointing = getattr(inner, "is_gradient_checkpointing", False) and inner.training
     if not checkpointing:  # HF turns the KV cache off under gradient checkpointing
-        key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
-        uniq_U2L, inverse_N = torch.unique(key_N2L, dim=0, return_inverse=True)
-        if uniq_U2L.shape[0] < key_N2L.shape[0]:
+        uniq_U2L, inverse_N = distinct_prompts(batch)
+        if uniq_U2L.shape[0] < len(batch):
             return _shared_prompt_logits(model, batch, uniq_U2L, inverse_N, hidden)
     return _plain_logits(model, batch, hidden)
+
+
+def distinct_prompts(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(uniq_U2L, inverse_N)``: the batch's distinct (prompt ids, prompt mask) rows, and which
+    of them each row has (rows of one GRPO group share one)."""
+    key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
+    return torch.unique(key_N2L, dim=0, return_inverse=True)
 
 
 def completion_hidden(model, batch: Batch) -> torch.Tensor:
@@ -319,19 +325,21 @@ class Learner:
         budget = self.train_cfg.micro_batch_tokens
         if not budget:
             return micro.contiguous(len(batch), self.train_cfg.micro_batch_size)
-        key_N2L = torch.cat([batch.prompt_ids_NL, batch.prompt_mask_NL], dim=1)
-        prompt_id_N = torch.unique(key_N2L, dim=0, return_inverse=True)[1]
+        prompt_id_N = distinct_prompts(batch)[1]
         return micro.by_length(
             batch.completion_lengths_N.tolist(), batch.prompt_mask_NL.sum(-1).tolist(), prompt_id_N.tolist(), budget,
         )
 
     @torch.no_grad()
-    def _logprobs(self, batch: Batch, blank: Batch | None = None, slots: int = 0) -> tuple[torch.Tensor | None, ...]:
+    def _logprobs(
+        self, batch: Batch, blank: Batch | None = None, slots: int = 0, idxs: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor | None, ...]:
         """``(old_logp_NT, ref_logp_NT, entropy_NT)``, computed once per batch before any update:
         old log-probs only when mu > 1, reference log-probs only when beta > 0, the policy's token
         entropies only for high-entropy selection (each None otherwise; old log-probs and
         entropies from the same chunked logits). Under FSDP2 and ZeRO-3 a forward pass of the
-        policy is a collective: a process with fewer micro-batches than ``slots`` runs ``blank``."""
+        policy is a collective: a process with fewer micro-batches than ``slots`` runs ``blank``.
+        ``idxs``: the batch's micro-batches, when the caller has them already."""
         need_old = self.grpo.num_iterations > 1
         need_ref = self.grpo.beta != 0.0
         need_ent = self.grpo.top_entropy_quantile < 1.0
@@ -343,7 +351,8 @@ class Learner:
         was_training = self.policy.training
         self.policy.eval()  # no dropout: old log-probs must match the sampling policy
         chunk, temp = self.train_cfg.logit_chunk, self.temperature
-        idxs = self._micro_batches(batch) if len(batch) else []
+        if idxs is None:
+            idxs = self._micro_batches(batch) if len(batch) else []
         # a separate reference is not sharded
         lockstep = is_sharded(self.model) and (need_old or need_ent or self.ref is None)
         for idx in idxs + [None] * ((slots - len(idxs)) if lockstep else 0):
@@ -418,9 +427,9 @@ class Learner:
         lo, hi = shard_bounds(len(batch), self.world)
         return batch.select(torch.arange(lo, hi))
 
-    def _micro_batch_slots(self, mine: Batch) -> int:
-        """Micro-batches per optimizer step on every process: the most any process has."""
-        n = len(self._micro_batches(mine)) if len(mine) else 0
+    def _micro_batch_slots(self, n: int) -> int:
+        """Micro-batches per optimizer step on every process (this one has ``n``): the most any
+        process has."""
         if not self.world.distributed:
             return n
         return int(reduce_metrics({"micro_batches/max": float(n)}, self.world)["micro_batches/max"])
@@ -439,11 +448,12 @@ class Learner:
         n_tokens = float(batch.completion_mask_NT.sum())
         n_seqs = float(len(batch))
         mine = self._own_rows(batch)
-        slots, blank = self._micro_batch_slots(mine), self._blank(mine, batch)
-        old_NT, ref_NT, ent_NT = self._logprobs(mine, blank, slots)
+        idxs = self._micro_batches(mine) if len(mine) else []  # the split, once per step
+        slots, blank = self._micro_batch_slots(len(idxs)), self._blank(mine, batch)
+        old_NT, ref_NT, ent_NT = self._logprobs(mine, blank, slots, idxs)
         pg_mask_NT, selection = self._high_entropy_tokens(mine, ent_NT) if ent_NT is not None else (None, {})
         mine = dataclasses.replace(mine, old_logp_NT=old_NT, ref_logp_NT=ref_NT, pg_mask_NT=pg_mask_NT)
-        micro = [mine.select(idx) for idx in self._micro_batches(mine)] if len(mine) else []
+        micro = [mine.select(idx) for idx in idxs]
         micro += [blank] * (slots - len(micro))
         self.policy.train()
         self.last_allreduce_s = 0.0
