@@ -37,10 +37,25 @@ def sample_next(
         drop_sorted = probs.cumsum(-1) - probs >= top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits_NV = logits_NV.masked_fill(drop, float("-inf"))
-    probs_NV = logits_NV.softmax(-1)
+    return draw(logits_NV.softmax(-1), generators_N)
+
+
+def draw(probs_NV: torch.Tensor, generators_N: list | None = None) -> torch.Tensor:
+    """One token per row from ``probs_NV`` by inverse CDF: the first token whose cumulative mass
+    exceeds u·total, u ~ U[0, 1) (one draw per row, from that row's generator if given).
+
+    Same distribution as ``torch.multinomial(probs_NV, 1)`` at a fraction of its cost on a CPU
+    (0.24 vs 11 ms for 8 rows of a 49k vocabulary, session 11); a token of zero mass is never drawn."""
+    N, V = probs_NV.shape
     if generators_N is None:
-        return torch.multinomial(probs_NV, 1).squeeze(-1)
-    return torch.cat([torch.multinomial(p_V, 1, generator=g) for p_V, g in zip(probs_NV, generators_N)])
+        u_N1 = torch.rand(N, 1, device=probs_NV.device)
+    else:
+        u_N1 = torch.cat([torch.rand(1, 1, device=probs_NV.device, generator=g) for g in generators_N])
+    cdf_NV = probs_NV.cumsum(-1)
+    tok_N = torch.searchsorted(cdf_NV, u_N1 * cdf_NV[:, -1:], right=True).squeeze(1)
+    # u·total can round up to the total: fall back to the last token with mass
+    last_N = V - 1 - (probs_NV > 0).flip(-1).to(torch.uint8).argmax(-1)
+    return torch.minimum(tok_N, last_N)
 
 
 def row_generators(seeds_P: list[int], group_size: int, device) -> list[torch.Generator]:

@@ -3,7 +3,7 @@ import torch
 
 from r1kit.config import RolloutSection
 from r1kit.rollout import build_rollout
-from r1kit.rollout.hf import encode_prompt, generate_groups, sample_next
+from r1kit.rollout.hf import draw, encode_prompt, generate_groups, row_generators, sample_next
 from r1kit.testing import tiny_model
 from r1kit.types import Sample
 
@@ -56,6 +56,29 @@ def test_sample_next_top_k_top_p():
     assert set(sample_next(logits, 0.0, 1.0, 0).tolist()) == {0}
     full = sample_next(logits, 1.0, 1.0, 0)
     assert set(full.tolist()) == {0, 1, 2, 3}
+
+
+def test_draw_matches_the_distribution_and_skips_zero_mass():
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    toks = draw(probs.repeat(10000, 1)).view(10000, 2)
+    counts = torch.bincount(toks[:, 0], minlength=6).float() / 10000
+    assert counts[[0, 2, 5]].sum() == 0  # zero mass: never drawn, also at the ends of the row
+    assert torch.allclose(counts[[1, 3, 4]], torch.tensor([0.5, 0.3, 0.2]), atol=0.02)  # 4+ sigma
+    assert set(toks[:, 1].tolist()) == {5}
+    # unnormalised rows (masses summing to 2) give the same distribution
+    again = draw(2 * probs[:1].repeat(10000, 1))
+    assert torch.allclose(torch.bincount(again, minlength=6).float()[[1, 3, 4]] / 10000, torch.tensor([0.5, 0.3, 0.2]), atol=0.02)
+
+
+def test_draw_with_row_generators_ignores_the_other_rows():
+    probs = torch.full((4, 50), 1 / 50)
+    alone = draw(probs[:1], row_generators([7], 1, "cpu"))
+    torch.manual_seed(123)  # the global RNG does not matter
+    batched = draw(probs[:2], row_generators([7, 8], 1, "cpu"))
+    assert batched[0] == alone[0]
+    a = [draw(probs[:1], [g]).item() for g in row_generators([7, 7], 1, "cpu")]
+    assert a[0] == a[1]
 
 
 def test_backend_returns_groups(tok, model):
