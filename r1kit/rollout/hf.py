@@ -2,7 +2,9 @@
 
 Two things make this faster than ``model.generate(num_return_sequences=G)`` for GRPO:
 - each prompt is pre-filled once and its KV cache repeated G times (the G completions share it);
-- rows that emitted EOS leave the batch, so late steps only pay for sequences still running.
+- rows that emitted EOS leave the batch, so late steps only pay for sequences still running;
+- the KV cache is written in place and attention reads grouped K/V heads without copies
+  (:mod:`r1kit.rollout.decode`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from r1kit.config import RolloutSection
 from r1kit.distributed import full_params
 from r1kit.rollout import make_group
+from r1kit.rollout.decode import decode_cache, gqa_attention
 from r1kit.tensors import left_pad, positions
 from r1kit.models import autocast
 from r1kit.types import Group, Sample
@@ -90,52 +93,50 @@ def generate_groups(
     Returns ``tokens_NT`` [N = len(prompt_ids) * G, T = max_new_tokens] (pad after EOS, groups contiguous)
     and ``lengths_N`` (tokens generated, EOS included).
     """
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     P = len(prompt_ids)
     ids_PL, attn_PL = left_pad(prompt_ids, pad_id, device)  # the next token is always at column L
     pos_PL = positions(attn_PL)
+    with gqa_attention(model.config):  # see r1kit.rollout.decode
+        cache = decode_cache(model.config, ids_PL.shape[1] + max_new_tokens)
+        out = model(input_ids=ids_PL, attention_mask=attn_PL, position_ids=pos_PL, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(group_size)
+        # the N = P * G rows still running, as they shrink: their logits, attention, next position
+        logits_NV = out.logits[:, -1].repeat_interleave(group_size, dim=0)
+        attn = attn_PL.repeat_interleave(group_size, dim=0)
+        next_pos_N = pos_PL[:, -1].repeat_interleave(group_size) + 1
 
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids_PL, attention_mask=attn_PL, position_ids=pos_PL, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(group_size)
-    # the N = P * G rows still running, as they shrink: their logits, attention, next position
-    logits_NV = out.logits[:, -1].repeat_interleave(group_size, dim=0)
-    attn = attn_PL.repeat_interleave(group_size, dim=0)
-    next_pos_N = pos_PL[:, -1].repeat_interleave(group_size) + 1
-
-    N = P * group_size
-    tokens_NT = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    lengths_N = torch.full((N,), max_new_tokens, dtype=torch.long, device=device)
-    rows_N = torch.arange(N, device=device)  # original row of each still-running sequence
-    eos_t = torch.tensor(eos_ids, device=device)
-    gens_N = None if seeds_P is None else row_generators(seeds_P, group_size, device)
-    for t in range(max_new_tokens):
-        running = None if gens_N is None else [gens_N[r] for r in rows_N.tolist()]
-        tok_N = sample_next(logits_NV, temperature, top_p, top_k, running)
-        tokens_NT[rows_N, t] = tok_N
-        done_N = torch.isin(tok_N, eos_t)
-        lengths_N[rows_N[done_N]] = t + 1
-        if t == max_new_tokens - 1:
-            break
-        if done_N.any():
-            keep = (~done_N).nonzero().squeeze(1)
-            if keep.numel() == 0:
+        N = P * group_size
+        tokens_NT = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        lengths_N = torch.full((N,), max_new_tokens, dtype=torch.long, device=device)
+        rows_N = torch.arange(N, device=device)  # original row of each still-running sequence
+        eos_t = torch.tensor(eos_ids, device=device)
+        gens_N = None if seeds_P is None else row_generators(seeds_P, group_size, device)
+        for t in range(max_new_tokens):
+            running = None if gens_N is None else [gens_N[r] for r in rows_N.tolist()]
+            tok_N = sample_next(logits_NV, temperature, top_p, top_k, running)
+            tokens_NT[rows_N, t] = tok_N
+            done_N = torch.isin(tok_N, eos_t)
+            lengths_N[rows_N[done_N]] = t + 1
+            if t == max_new_tokens - 1:
                 break
-            cache.batch_select_indices(keep)
-            attn, rows_N, tok_N, next_pos_N = attn[keep], rows_N[keep], tok_N[keep], next_pos_N[keep]
-        attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
-        out = model(
-            input_ids=tok_N[:, None],
-            attention_mask=attn,
-            position_ids=next_pos_N[:, None],
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logits_NV = out.logits[:, -1]
-        next_pos_N = next_pos_N + 1
+            if done_N.any():
+                keep = (~done_N).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                attn, rows_N, tok_N, next_pos_N = attn[keep], rows_N[keep], tok_N[keep], next_pos_N[keep]
+            attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+            out = model(
+                input_ids=tok_N[:, None],
+                attention_mask=attn,
+                position_ids=next_pos_N[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits_NV = out.logits[:, -1]
+            next_pos_N = next_pos_N + 1
     return tokens_NT, lengths_N
 
 
