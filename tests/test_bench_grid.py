@@ -31,6 +31,18 @@ def test_defaults_run_only_in_the_named_cells():
     assert not grid.runs_defaults([], 4, 32)
 
 
+def test_skip_leaves_out_one_trainer_in_one_cell():
+    grid = load_grid()
+    order = ["r1kit", "trl", "trl-defaults"]
+    assert grid.cell_trainers(order, ["all"], ["trl@16x256"], 16, 256) == ["r1kit", "trl-defaults"]
+    assert grid.cell_trainers(order, ["all"], ["trl@16x256"], 16, 128) == order
+    assert grid.cell_trainers(order, ["4x32"], [], 8, 32) == ["r1kit", "trl"]
+    assert grid.parse_args(["--skip", "trl@16x256"]).skip == ["trl@16x256"]
+    for typo in ("trl@16x265", "tlr@16x256", "16x256"):  # a cell or trainer the grid does not have
+        with pytest.raises(SystemExit):
+            grid.parse_args(["--skip", typo])
+
+
 def test_speedups_pair_each_trl_run_with_the_r1kit_run_of_its_precision():
     grid = load_grid()
     assert grid.speedup_pairs(["r1kit", "trl", "trl-defaults"]) == [("trl", "r1kit"), ("trl-defaults", "r1kit")]

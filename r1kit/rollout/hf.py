@@ -4,7 +4,7 @@ Two things make this faster than ``model.generate(num_return_sequences=G)`` for 
 - each prompt is pre-filled once and its KV cache repeated G times (the G completions share it);
 - rows that emitted EOS leave the batch, so late steps only pay for sequences still running;
 - the KV cache is written in place and attention reads grouped K/V heads without copies
-  (:mod:`r1kit.rollout.decode`).
+  (:mod:`r1kit.rollout.decode`, :mod:`r1kit.attention`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 
 from r1kit.config import RolloutSection
+from r1kit.attention import gqa_attention
 from r1kit.distributed import full_params
 from r1kit.rollout import make_group
-from r1kit.rollout.decode import decode_cache, gqa_attention
+from r1kit.rollout.decode import decode_cache
 from r1kit.tensors import left_pad, positions
 from r1kit.models import autocast
 from r1kit.types import Group, Sample
@@ -97,7 +98,7 @@ def generate_groups(
     P = len(prompt_ids)
     ids_PL, attn_PL = left_pad(prompt_ids, pad_id, device)  # the next token is always at column L
     pos_PL = positions(attn_PL)
-    with gqa_attention(model.config):  # see r1kit.rollout.decode
+    with gqa_attention(model):
         cache = decode_cache(model.config, ids_PL.shape[1] + max_new_tokens)
         out = model(input_ids=ids_PL, attention_mask=attn_PL, position_ids=pos_PL, past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache = out.past_key_values

@@ -2,7 +2,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from r1kit.rollout.decode import ATTENTION, decode_cache, gqa_attention, gqa_sdpa_attention
+from r1kit.attention import ATTENTION, gqa_attention, gqa_sdpa_attention
+from r1kit.rollout.decode import decode_cache
 from r1kit.tensors import left_pad, positions
 from r1kit.testing import tiny_model
 
@@ -42,7 +43,7 @@ def test_buffer_cache_and_gqa_attention_match_transformers(tok, arch, capacity):
     keep_at = {2: [0, 1, 3, 4, 5], 5: [1, 3]}
     with torch.no_grad():
         ref = _step_logits(model, DynamicCache(config=model.config), prompts, 3, 8, keep_at)
-        with gqa_attention(model.config):
+        with gqa_attention(model):
             assert model.config._attn_implementation == ATTENTION
             got = _step_logits(model, decode_cache(model.config, capacity), prompts, 3, 8, keep_at)
     assert model.config._attn_implementation == "sdpa"  # restored
@@ -70,10 +71,13 @@ def test_gqa_sdpa_attention_equals_repeated_heads_with_a_padding_mask():
 def test_gqa_attention_leaves_other_implementations_alone(tok):
     model = tiny_model(tok, "llama")
     model.config._attn_implementation = "eager"
-    with gqa_attention(model.config):
+    other = tiny_model(tok, "qwen2")
+    with gqa_attention(model, None, other.config):
         assert model.config._attn_implementation == "eager"
+        assert other.config._attn_implementation == ATTENTION
+    assert other.config._attn_implementation == "sdpa"
     with pytest.raises(RuntimeError):  # restored on the way out of an error too
         model.config._attn_implementation = "sdpa"
-        with gqa_attention(model.config):
+        with gqa_attention(model):
             raise RuntimeError
     assert model.config._attn_implementation == "sdpa"
