@@ -19,7 +19,12 @@ ATTENTION = "r1kit_sdpa_gqa"  # the name it is registered under with transformer
 def gqa_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
     """transformers' attention signature over ``torch.nn.functional.scaled_dot_product_attention``
     with ``enable_gqa`` when K/V have fewer heads than the queries: query [B, H, S, D], key and
-    value [B, H_kv, S_kv, D] -> ([B, S, H, D], None)."""
+    value [B, H_kv, S_kv, D] -> ([B, S, H, D], None). A position bias (T5-style) or a paged cache
+    goes to transformers' own ``sdpa`` function, which handles them."""
+    if kwargs.get("position_bias") is not None or kwargs.get("cache") is not None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = query.shape[2] > 1 and attention_mask is None and causal
     out = torch.nn.functional.scaled_dot_product_attention(
