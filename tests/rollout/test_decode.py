@@ -81,3 +81,19 @@ def test_gqa_attention_leaves_other_implementations_alone(tok):
         with gqa_attention(model):
             raise RuntimeError
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_position_bias_goes_to_transformers_sdpa():
+    """T5-style position biases are transformers' to add: the result is its sdpa function's."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(1)
+    q, k, v = torch.randn(2, 4, 3, 8), torch.randn(2, 2, 3, 8), torch.randn(2, 2, 3, 8)
+    bias = torch.randn(1, 4, 3, 3)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, False
+    got, _ = gqa_sdpa_attention(module, q, k, v, None, position_bias=bias)
+    ref, _ = sdpa_attention_forward(module, q, k, v, None, position_bias=bias)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    plain, _ = gqa_sdpa_attention(module, q, k, v, None)
+    assert (plain - got).abs().max() > 1e-3  # the bias was applied
